@@ -1,0 +1,465 @@
+"""The embedded event log on SQLite.
+
+One database file (``<data folder>/events.db``) holds the log, the checkpoints
+of durable consumers and the tables of the projections built from the log, so
+a consumer commits its state and its checkpoint in one transaction.
+
+Guarantees:
+
+* **Positions** come from an ``AUTOINCREMENT`` key, so they strictly increase
+  and are never reused, even after retention deletes old rows. SQLite has one
+  writer at a time, so a reader never sees position ``n + 1`` before ``n``.
+* **Idempotent append**: an event whose id is already stored is skipped, and
+  :meth:`SQLiteEventLog.append` returns only the events it stored.
+* **Atomic batches**: one call to ``append`` is one transaction.
+* **Concurrency**: WAL mode (readers never block the writer), a busy timeout
+  for writers, and ``BEGIN IMMEDIATE`` for every write so two writers never
+  deadlock upgrading a read lock. ``synchronous=NORMAL``: a committed event
+  survives any process crash; the last commits may be lost on power failure.
+* **Bounded WAL**: ``journal_size_limit`` truncates the WAL file after each
+  checkpoint, and :meth:`checkpoint_wal` lets an idle server truncate it.
+
+The schema is versioned with ``PRAGMA user_version`` and migrated forward on
+open. Standard library only, so the CLI starts without pydantic or mcp.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from mcp_server import subjects
+from mcp_server.errors import ClosedError, InvalidEventError, StoreError, StoreLockedError
+from mcp_server.store.base import MAX_PAGE_SIZE, EventFilter, QueryPage, StoredEvent
+
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "MAX_PAYLOAD_BYTES", "SCHEMA_VERSION", "SQLiteEventLog"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BUSY_TIMEOUT = 10.0
+"""Seconds a writer waits for the write lock; transactions here last milliseconds."""
+
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+"""Bytes the WAL file is truncated to after a checkpoint, so long sessions keep it small."""
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Largest accepted payload; events describe changes, they do not carry files."""
+
+_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """CREATE TABLE events (
+                position INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                type TEXT NOT NULL,
+                timestamp TEXT NOT NULL,
+                source TEXT NOT NULL,
+                session_id TEXT,
+                correlation_id TEXT,
+                causation_id TEXT,
+                payload TEXT NOT NULL,
+                metadata TEXT NOT NULL
+            )""",
+            "CREATE INDEX events_by_type ON events (type, position)",
+            "CREATE INDEX events_by_session ON events (session_id, position)",
+            "CREATE INDEX events_by_source ON events (source, position)",
+            "CREATE INDEX events_by_correlation ON events (correlation_id, position)",
+            "CREATE INDEX events_by_timestamp ON events (timestamp)",
+            "CREATE TABLE event_types (type TEXT PRIMARY KEY) WITHOUT ROWID",
+            """CREATE TRIGGER events_record_type AFTER INSERT ON events
+               BEGIN INSERT OR IGNORE INTO event_types (type) VALUES (new.type); END""",
+            """CREATE TABLE checkpoints (
+                consumer TEXT PRIMARY KEY,
+                position INTEGER NOT NULL,
+                updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+            ) WITHOUT ROWID""",
+            """CREATE TABLE projections (
+                name TEXT PRIMARY KEY,
+                version INTEGER NOT NULL,
+                replay_until INTEGER NOT NULL DEFAULT 0
+            ) WITHOUT ROWID""",
+        ),
+    ),
+)
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+_COLUMNS = "position, id, type, timestamp, source, payload, metadata"
+_INSERT = (
+    "INSERT OR IGNORE INTO events (id, type, timestamp, source, session_id, correlation_id, causation_id, payload, metadata)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _row_to_event(row: Sequence[object]) -> StoredEvent:
+    position, event_id, event_type, timestamp, source, payload, metadata = row
+    return StoredEvent(
+        position=int(position),  # type: ignore[call-overload]
+        id=str(event_id),
+        type=str(event_type),
+        timestamp=str(timestamp),
+        source=str(source),
+        payload=json.loads(str(payload)),
+        metadata=json.loads(str(metadata)),
+    )
+
+
+def validate_event(event: dict[str, object]) -> tuple[object, ...]:
+    """Return the insert parameters for ``event`` in wire form.
+
+    Raises:
+        InvalidEventError: a field is missing, of the wrong type, or too large.
+    """
+    for key in ("id", "type", "timestamp", "source"):
+        value = event.get(key)
+        if not isinstance(value, str) or not value:
+            raise InvalidEventError(f"event field {key!r} must be a non-empty string, got {value!r}")
+    subjects.validate_type(str(event["type"]))
+
+    payload = event.get("payload", {})
+    metadata = event.get("metadata", {})
+    if not isinstance(payload, dict):
+        raise InvalidEventError(f"event {event['id']!r}: payload must be a JSON object, got {type(payload).__name__}")
+    if not isinstance(metadata, dict):
+        raise InvalidEventError(f"event {event['id']!r}: metadata must be a JSON object, got {type(metadata).__name__}")
+
+    try:
+        payload_text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        metadata_text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(f"event {event['id']!r} is not JSON-serialisable: {exc}") from exc
+    if len(payload_text) > MAX_PAYLOAD_BYTES:
+        raise InvalidEventError(
+            f"event {event['id']!r} payload is {len(payload_text)} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit; "
+            "store a path or hash instead of content"
+        )
+
+    def text_or_none(value: object) -> str | None:
+        return value if isinstance(value, str) and value else None
+
+    return (
+        event["id"],
+        event["type"],
+        event["timestamp"],
+        event["source"],
+        text_or_none(metadata.get("session_id")),
+        text_or_none(metadata.get("correlation_id")),
+        text_or_none(metadata.get("causation_id")),
+        payload_text,
+        metadata_text,
+    )
+
+
+class SQLiteEventLog:
+    """The event log in one SQLite file, safe to share between threads and processes.
+
+    Each thread gets its own connection. Writes go through :meth:`transaction`,
+    which opens ``BEGIN IMMEDIATE`` and commits on success.
+    """
+
+    def __init__(self, path: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        """Open (creating if needed) the log at ``path`` and migrate its schema.
+
+        Raises:
+            StoreError: the file or its folder cannot be created, or the schema is newer than this release.
+        """
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder for event log {path!r}: {exc}; check its permissions") from exc
+        self._migrate()
+
+    # -- connections and transactions -------------------------------------------------
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use.
+
+        Raises:
+            ClosedError: the log was closed.
+            StoreError: the database cannot be opened.
+        """
+        if self._closed:
+            raise ClosedError(f"event log {self.path!r} is closed; open a new SQLiteEventLog")
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._open_connection()
+            self._local.connection = connection
+        return connection
+
+    def _open_connection(self) -> sqlite3.Connection:
+        with self._translate_errors("open"):
+            connection = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _translate_errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreLockedError(
+                    f"could not {action} event log {self.path!r}: another process held the write lock for more "
+                    f"than {self._busy_timeout:g} s; retry, or find the stuck process with 'fuser {self.path}'"
+                ) from exc
+            raise StoreError(f"could not {action} event log {self.path!r}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"could not {action} event log {self.path!r}: {exc}; if the file is corrupt, move it away and "
+                "run 'eventsync rebuild' after restoring a backup"
+            ) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block in one write transaction and commit it, or roll back on error.
+
+        Raises:
+            StoreLockedError: the write lock could not be taken within the busy timeout.
+            StoreError: SQLite failed.
+        """
+        connection = self.connection
+        with self._translate_errors("write"):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        connection = self.connection
+        with self._translate_errors("migrate"):
+            connection.execute("PRAGMA journal_mode=WAL")
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"event log {self.path!r} has schema version {version}, newer than this eventsync "
+                f"supports ({SCHEMA_VERSION}); upgrade eventsync"
+            )
+        if version == SCHEMA_VERSION:
+            return
+
+        with self.transaction() as connection:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            for target, statements in _MIGRATIONS:
+                if target <= version:
+                    continue
+                for statement in statements:
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {int(target)}")
+                logger.info("migrated event log %s to schema version %d", self.path, target)
+
+    def close(self) -> None:
+        """Close every connection; later use raises :class:`ClosedError`."""
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    # -- append ----------------------------------------------------------------------
+
+    def append(self, events: Iterable[dict[str, object]]) -> list[StoredEvent]:
+        """Append ``events`` atomically and return those that were not already stored.
+
+        Raises:
+            InvalidEventError: an event is malformed; nothing is stored.
+            StoreLockedError: the write lock could not be taken.
+        """
+        batch = list(events)
+        if not batch:
+            return []
+        with self.transaction() as connection:
+            return self.append_in(connection, batch)
+
+    def append_in(self, connection: sqlite3.Connection, events: Iterable[dict[str, object]]) -> list[StoredEvent]:
+        """Append ``events`` inside the caller's open transaction (see :meth:`transaction`)."""
+        stored: list[StoredEvent] = []
+        for event in events:
+            parameters = validate_event(event)
+            cursor = connection.execute(_INSERT, parameters)
+            if cursor.rowcount != 1:
+                continue
+            stored.append(
+                StoredEvent(
+                    position=int(cursor.lastrowid or 0),
+                    id=str(event["id"]),
+                    type=str(event["type"]),
+                    timestamp=str(event["timestamp"]),
+                    source=str(event["source"]),
+                    payload=dict(event.get("payload") or {}),  # type: ignore[call-overload]
+                    metadata=dict(event.get("metadata") or {}),  # type: ignore[call-overload]
+                )
+            )
+        return stored
+
+    # -- reading ---------------------------------------------------------------------
+
+    def head(self) -> int:
+        """Return the position of the newest event, or 0 for an empty log."""
+        with self._translate_errors("read"):
+            row = self.connection.execute("SELECT max(position) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def get(self, event_id: str) -> StoredEvent | None:
+        """Return the event with ``event_id``, or None."""
+        with self._translate_errors("read"):
+            row = self.connection.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
+        return _row_to_event(row) if row else None
+
+    def read_after(self, position: int, *, limit: int = MAX_PAGE_SIZE, types: Sequence[str] = ()) -> list[StoredEvent]:
+        """Return up to ``limit`` events after ``position`` in log order, optionally of matching types."""
+        clauses, parameters = self._type_clause(types)
+        clauses.insert(0, "position > ?")
+        parameters.insert(0, position)
+        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY position LIMIT ?"
+        with self._translate_errors("read"):
+            rows = self.connection.execute(sql, (*parameters, limit)).fetchall()
+        return [_row_to_event(row) for row in rows]
+
+    def known_types(self) -> list[str]:
+        """Return every event type ever stored, sorted."""
+        with self._translate_errors("read"):
+            rows = self.connection.execute("SELECT type FROM event_types ORDER BY type").fetchall()
+        return [str(row[0]) for row in rows]
+
+    def _type_clause(self, patterns: Sequence[str]) -> tuple[list[str], list[object]]:
+        """Turn type patterns into ``type IN (...)`` over the known types, which the index serves."""
+        if not patterns:
+            return [], []
+        for pattern in patterns:
+            subjects.validate_pattern(pattern)
+        wanted = [known for known in self.known_types() if any(subjects.matches(p, known) for p in patterns)]
+        if not wanted:
+            return ["0"], []
+        return [f"type IN ({', '.join('?' * len(wanted))})"], list(wanted)
+
+    def _filter_clause(self, query: EventFilter) -> tuple[list[str], list[object]]:
+        clauses, parameters = self._type_clause(query.types)
+        simple = (
+            ("source = ?", query.source),
+            ("session_id = ?", query.session_id),
+            ("correlation_id = ?", query.correlation_id),
+            ("position > ?", query.after),
+            ("position < ?", query.before),
+            ("timestamp >= ?", query.since),
+            ("timestamp <= ?", query.until),
+        )
+        for clause, value in simple:
+            if value is not None:
+                clauses.append(clause)
+                parameters.append(value)
+        for key, value in query.payload_equals:
+            if not key.replace("_", "").isalnum():
+                raise InvalidEventError(f"invalid payload field {key!r}: use letters, digits and '_'")
+            # TODO: payload-field filters scan the rows the other filters leave; index chosen fields.
+            clauses.append(f"json_extract(payload, '$.{key}') = ?")
+            parameters.append(value)
+        return clauses, parameters
+
+    def query(
+        self, query: EventFilter, *, limit: int = 50, cursor: int | None = None, descending: bool = True
+    ) -> QueryPage:
+        """Return one page of events matching ``query``.
+
+        Pages run newest first when ``descending`` (the default), else oldest
+        first. ``limit`` is capped at :data:`MAX_PAGE_SIZE`.
+        """
+        limit = max(1, min(int(limit), MAX_PAGE_SIZE))
+        clauses, parameters = self._filter_clause(query)
+        where = " AND ".join(clauses) or "1"
+
+        page_clauses = list(clauses)
+        page_parameters = list(parameters)
+        if cursor is not None:
+            page_clauses.append("position < ?" if descending else "position > ?")
+            page_parameters.append(int(cursor))
+        page_where = " AND ".join(page_clauses) or "1"
+        order = "DESC" if descending else "ASC"
+
+        with self._translate_errors("query"):
+            rows = self.connection.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE {page_where} ORDER BY position {order} LIMIT ?",
+                (*page_parameters, limit + 1),
+            ).fetchall()
+            total = self.connection.execute(f"SELECT count(*) FROM events WHERE {where}", parameters).fetchone()[0]
+
+        events = [_row_to_event(row) for row in rows[:limit]]
+        next_cursor = events[-1].position if len(rows) > limit else None
+        return QueryPage(events=events, next_cursor=next_cursor, total=int(total))
+
+    # -- checkpoints and projections ----------------------------------------------------
+
+    def checkpoint(self, consumer: str, connection: sqlite3.Connection | None = None) -> int:
+        """Return the last position ``consumer`` has processed (0 if none)."""
+        with self._translate_errors("read"):
+            row = (connection or self.connection).execute(
+                "SELECT position FROM checkpoints WHERE consumer = ?", (consumer,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_checkpoint(self, connection: sqlite3.Connection, consumer: str, position: int) -> None:
+        """Record ``position`` for ``consumer`` inside the caller's transaction."""
+        connection.execute(
+            "INSERT INTO checkpoints (consumer, position) VALUES (?, ?) ON CONFLICT (consumer) DO UPDATE SET "
+            "position = excluded.position, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            (consumer, position),
+        )
+
+    def checkpoints(self) -> dict[str, int]:
+        """Return every consumer's checkpoint."""
+        with self._translate_errors("read"):
+            rows = self.connection.execute("SELECT consumer, position FROM checkpoints ORDER BY consumer").fetchall()
+        return {str(name): int(position) for name, position in rows}
+
+    def projection_version(self, connection: sqlite3.Connection, name: str) -> int | None:
+        """Return the schema version recorded for projection ``name``, or None if never created."""
+        row = connection.execute("SELECT version FROM projections WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else None
+
+    def replay_until(self, name: str, connection: sqlite3.Connection | None = None) -> int:
+        """Return the position up to which projection ``name`` is replaying history (0 if it is not)."""
+        with self._translate_errors("read"):
+            row = (connection or self.connection).execute(
+                "SELECT replay_until FROM projections WHERE name = ?", (name,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_projection(self, connection: sqlite3.Connection, name: str, version: int, replay_until: int) -> None:
+        """Record projection ``name`` at schema ``version``, replaying up to ``replay_until``, in the caller's transaction."""
+        connection.execute(
+            "INSERT INTO projections (name, version, replay_until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "version = excluded.version, replay_until = excluded.replay_until",
+            (name, version, replay_until),
+        )
+
+    # -- maintenance -----------------------------------------------------------------
+
+    def data_version(self) -> int:
+        """Return SQLite's ``data_version``, which changes when another connection commits."""
+        with self._translate_errors("read"):
+            return int(self.connection.execute("PRAGMA data_version").fetchone()[0])
+
+    def checkpoint_wal(self) -> None:
+        """Copy the WAL into the database and truncate it; skipped quietly while readers block it."""
+        with self._translate_errors("checkpoint"):
+            self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
