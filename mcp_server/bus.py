@@ -1,0 +1,340 @@
+"""The in-process event bus: subscriptions, dispatch, failures and causation limits.
+
+Publishing appends to the log first, and delivery reads from the log. So local
+subscribers see events from this process and, through the runtime's tailer,
+events appended by hooks and other processes, all in log order.
+
+What a handler may assume:
+
+* **Order.** Each subscription receives matching events one at a time in log
+  order. Different subscriptions run concurrently, so handlers must not rely
+  on each other's progress.
+* **Isolation.** A handler that raises, or runs longer than its time limit,
+  does not affect other handlers or the publisher. The bus appends an
+  ``event.failed`` event (event id and type, handler, error type and message,
+  attempt) and logs the error. A failure while handling ``event.failed``
+  is only logged, so failures never cascade.
+* **Causation.** Events published while a handler runs are linked to the event
+  being handled (``causation_id``, ``correlation_id``, ``depth``). A chain
+  deeper than ``max_depth`` is cut: the publish is refused, one
+  ``event.failed`` with reason ``causation depth limit`` is stored, and the
+  call returns None. Publishing never waits for delivery, so a handler that
+  publishes and awaits cannot deadlock.
+* **Backpressure.** Each subscription has a bounded queue. When it is full the
+  dispatcher waits for room, so a slow handler slows delivery to everyone
+  behind it but loses nothing; the handler time limit bounds that wait.
+* **Delivery is at most once per process.** Local subscriptions are for
+  in-memory state. State that must survive restarts belongs in a durable
+  consumer (see :mod:`mcp_server.consumers`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from mcp_server import subjects
+from mcp_server.errors import ClosedError
+from mcp_server.events import causation_depth, make_event
+from mcp_server.store.base import StoredEvent
+from mcp_server.store.sqlite import SQLiteEventLog
+
+__all__ = ["DEFAULT_MAX_DEPTH", "EventBus", "Handler", "Subscription", "SubscriptionStats", "current_event"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[StoredEvent], Awaitable[None] | None]
+
+DEFAULT_MAX_DEPTH = 16
+"""Maximum causation chain length; a cycle of handlers stops after this many hops."""
+
+DEFAULT_QUEUE_SIZE = 1000
+"""Events buffered per subscription before the dispatcher waits."""
+
+DEFAULT_HANDLER_TIMEOUT = 30.0
+"""Seconds one handler call may take before it counts as failed."""
+
+FAILED = "event.failed"
+
+current_event: ContextVar[StoredEvent | None] = ContextVar("eventsync_current_event", default=None)
+"""The event whose handler is running in this context, used to link causation."""
+
+
+@dataclass(slots=True)
+class SubscriptionStats:
+    """Counters of one subscription."""
+
+    delivered: int = 0
+    failed: int = 0
+    last_position: int = 0
+    pending: int = 0
+
+
+@dataclass(slots=True)
+class Subscription:
+    """A handler bound to one or more type patterns."""
+
+    name: str
+    patterns: tuple[str, ...]
+    handler: Handler
+    timeout: float
+    stats: SubscriptionStats = field(default_factory=SubscriptionStats)
+    _send: MemoryObjectSendStream[StoredEvent] | None = None
+    _receive: MemoryObjectReceiveStream[StoredEvent] | None = None
+
+    def accepts(self, event_type: str) -> bool:
+        """Return whether this subscription wants events of ``event_type``."""
+        return any(subjects.matches(pattern, event_type) for pattern in self.patterns)
+
+
+def _handler_name(handler: Handler) -> str:
+    return getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None) or repr(handler)
+
+
+class EventBus:
+    """Subscriptions and dispatch for one process, on top of an event log."""
+
+    def __init__(
+        self,
+        log: SQLiteEventLog,
+        *,
+        source: str = "bus",
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
+    ) -> None:
+        self.log = log
+        self.source = source
+        self.max_depth = max_depth
+        self._queue_size = queue_size
+        self._handler_timeout = handler_timeout
+        self._subscriptions: list[Subscription] = []
+        self._dispatched = log.head()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._dispatch_lock = anyio.Lock()
+        self._idle = anyio.Event()
+        self._closed = False
+
+    # -- subscribing -----------------------------------------------------------------
+
+    def subscribe(
+        self, patterns: str | Sequence[str], handler: Handler, *, name: str | None = None, timeout: float | None = None
+    ) -> Subscription:
+        """Deliver future events matching ``patterns`` to ``handler``.
+
+        ``handler`` may be a coroutine function or a plain function; plain
+        functions run in a worker thread so they cannot block the event loop.
+
+        Raises:
+            InvalidEventError: a pattern is malformed.
+            ClosedError: the bus was closed.
+        """
+        if self._closed:
+            raise ClosedError("the event bus is closed; subscribe before closing it")
+        wanted = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        for pattern in wanted:
+            subjects.validate_pattern(pattern)
+        subscription = Subscription(
+            name=name or _handler_name(handler),
+            patterns=wanted,
+            handler=handler,
+            timeout=self._handler_timeout if timeout is None else timeout,
+        )
+        subscription._send, subscription._receive = anyio.create_memory_object_stream[StoredEvent](self._queue_size)
+        self._subscriptions.append(subscription)
+        if self._task_group is not None:
+            self._task_group.start_soon(self._work, subscription)
+        return subscription
+
+    # alias in the style of event emitters
+    on = subscribe
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """Every subscription, in registration order."""
+        return tuple(self._subscriptions)
+
+    # -- publishing ------------------------------------------------------------------
+
+    def publish_nowait(
+        self,
+        event_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        source: str | None = None,
+        session_id: str | None = None,
+        cause: StoredEvent | None = None,
+    ) -> StoredEvent | None:
+        """Append an event to the log; callable from the event loop or any thread.
+
+        Returns the stored event, or None when the causation chain was cut or
+        an event with the same id was already stored. Delivery happens on the
+        next dispatch.
+
+        Raises:
+            InvalidEventError: the type or payload is invalid.
+        """
+        cause = cause if cause is not None else current_event.get()
+        if cause is not None and causation_depth(cause) + 1 > self.max_depth:
+            self._record_depth_cut(event_type, cause)
+            return None
+        event = make_event(event_type, payload or {}, source=source or self.source, session_id=session_id, cause=cause)
+        stored = self.log.append([event])
+        return stored[0] if stored else None
+
+    async def publish(
+        self,
+        event_type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        source: str | None = None,
+        session_id: str | None = None,
+        cause: StoredEvent | None = None,
+    ) -> StoredEvent | None:
+        """Append an event and dispatch it to local subscriptions; see :meth:`publish_nowait`."""
+        stored = self.publish_nowait(event_type, payload, source=source, session_id=session_id, cause=cause)
+        await self.dispatch_pending()
+        return stored
+
+    emit = publish
+
+    def _record_depth_cut(self, event_type: str, cause: StoredEvent) -> None:
+        logger.warning(
+            "causation depth limit %d reached: rejected %s caused by %s (%s); check the handlers for a cycle",
+            self.max_depth, event_type, cause.id, cause.type,
+        )
+        failure = make_event(
+            FAILED,
+            {
+                "reason": "causation depth limit",
+                "event_id": cause.id,
+                "event_type": cause.type,
+                "refused_type": event_type,
+                "depth": causation_depth(cause) + 1,
+                "max_depth": self.max_depth,
+            },
+            source=self.source,
+            cause=cause,
+        )
+        self.log.append([failure])
+
+    # -- dispatch --------------------------------------------------------------------
+
+    async def dispatch_pending(self) -> int:
+        """Deliver events appended since the last dispatch to matching subscriptions."""
+        if self._task_group is None:
+            return 0
+        async with self._dispatch_lock:
+            return await self._dispatch_locked()
+
+    async def _dispatch_locked(self) -> int:
+        delivered = 0
+        while True:
+            batch = self.log.read_after(self._dispatched, limit=500)
+            if not batch:
+                return delivered
+            for event in batch:
+                self._dispatched = event.position
+                for subscription in self._subscriptions:
+                    if subscription.accepts(event.type) and subscription._send is not None:
+                        subscription.stats.pending += 1
+                        await subscription._send.send(event)
+                        delivered += 1
+
+    async def wait_idle(self) -> None:
+        """Dispatch until every event in the log, including those handlers emit, has been handled."""
+        while True:
+            await self.dispatch_pending()
+            self._idle = anyio.Event()
+            if any(subscription.stats.pending for subscription in self._subscriptions):
+                await self._idle.wait()
+                continue
+            if self.log.head() <= self._dispatched:
+                return
+
+    async def _work(self, subscription: Subscription) -> None:
+        receive = subscription._receive
+        assert receive is not None
+        async with receive:
+            async for event in receive:
+                await self._call(subscription, event)
+
+    async def _call(self, subscription: Subscription, event: StoredEvent) -> None:
+        token = current_event.set(event)
+        try:
+            with anyio.fail_after(subscription.timeout if subscription.timeout > 0 else math.inf):
+                if inspect.iscoroutinefunction(subscription.handler):
+                    await subscription.handler(event)  # type: ignore[misc]
+                else:
+                    result = await anyio.to_thread.run_sync(
+                        _run_in_context, subscription.handler, event, abandon_on_cancel=True
+                    )
+                    if inspect.isawaitable(result):
+                        await result
+            subscription.stats.delivered += 1
+        except Exception as exc:  # noqa: BLE001 - isolation: a handler error must not reach the publisher
+            subscription.stats.failed += 1
+            self._record_failure(subscription, event, exc)
+        finally:
+            subscription.stats.last_position = event.position
+            subscription.stats.pending -= 1
+            current_event.reset(token)
+            if subscription.stats.pending == 0:
+                self._idle.set()
+
+    def _record_failure(self, subscription: Subscription, event: StoredEvent, exc: BaseException) -> None:
+        error_type = type(exc).__name__
+        logger.error(
+            "handler %s failed on event %s (%s): %s: %s", subscription.name, event.id, event.type, error_type, exc
+        )
+        if event.type == FAILED:
+            return
+        failure = make_event(
+            FAILED,
+            {
+                "event_id": event.id,
+                "event_type": event.type,
+                "handler": subscription.name,
+                "error_type": error_type,
+                "error": f"{error_type}: {exc}",
+                "attempt": 1,
+            },
+            source=self.source,
+            cause=event,
+        )
+        self.log.append([failure])
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the subscription workers until cancelled."""
+        try:
+            async with anyio.create_task_group() as group:
+                self._task_group = group
+                for subscription in self._subscriptions:
+                    group.start_soon(self._work, subscription)
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._task_group = None
+            self._closed = True
+            for subscription in self._subscriptions:
+                if subscription._send is not None:
+                    subscription._send.close()
+
+
+def _run_in_context(handler: Handler, event: StoredEvent) -> object:
+    token = current_event.set(event)
+    try:
+        return handler(event)
+    finally:
+        current_event.reset(token)

@@ -1,0 +1,150 @@
+"""The event model and the catalog of event types.
+
+An event is a fact that happened: ``id`` (UUID), ``type`` (dotted lower-case
+segments), ``timestamp`` (UTC ISO 8601), ``source`` (who produced it),
+``payload`` (what happened) and ``metadata`` (session, correlation and
+causation ids, and the causation ``depth``). In the log and on the wire an
+event is a plain JSON object; :class:`Event` is its validated form at the
+MCP boundary, and :func:`make_event` builds the wire form for producers.
+
+Causation: an event produced in reaction to another carries
+``causation_id`` (the event it reacts to), ``correlation_id`` (the first event
+of the chain) and ``depth`` (the chain length so far).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mcp_server import clock, ids, subjects
+from mcp_server.store.base import StoredEvent
+
+__all__ = [
+    "CATALOG",
+    "Event",
+    "EventMetadata",
+    "EventType",
+    "causation_depth",
+    "make_event",
+]
+
+
+class EventMetadata(BaseModel):
+    """Session, correlation and causation of an event."""
+
+    model_config = ConfigDict(extra="allow")
+
+    session_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    depth: int = 0
+
+
+class Event(BaseModel):
+    """One event, as the MCP tools return it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int | None = Field(default=None, description="Position in the log; None before it is stored.")
+    id: str
+    type: str
+    timestamp: str
+    source: str
+    payload: dict[str, Any]
+    metadata: EventMetadata
+
+    @field_validator("type")
+    @classmethod
+    def _check_type(cls, value: str) -> str:
+        return subjects.validate_type(value)
+
+    @classmethod
+    def from_stored(cls, event: StoredEvent) -> Event:
+        """Return the validated form of a stored event."""
+        return cls.model_validate(event.to_dict())
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """An entry of the catalog: a known type and what it means."""
+
+    name: str
+    owner: str
+    description: str
+
+
+def _catalog(*entries: tuple[str, str, str]) -> dict[str, EventType]:
+    return {name: EventType(name, owner, description) for name, owner, description in entries}
+
+
+CATALOG: dict[str, EventType] = _catalog(
+    ("file.saved", "capture", "Claude Code's Write, Edit, MultiEdit or NotebookEdit wrote a file (path, tool, content hash, size)."),
+    ("code.modified", "capture", "A file changed outside Claude's file tools (shell command, editor, formatter)."),
+    ("code.deleted", "capture", "A file was deleted."),
+    ("refactor.complete", "capture", "Files were renamed or moved; the payload maps old paths to new ones."),
+    ("command.executed", "capture", "The Bash tool ran a command (redacted command text, folder, stale files)."),
+    ("session.started", "capture", "A Claude Code session started."),
+    ("session.ended", "capture", "A Claude Code session ended."),
+    ("touchpoint.added", "touchpoints", "A @touchpoint annotation appeared (name, path, line, description)."),
+    ("touchpoint.removed", "touchpoints", "A @touchpoint annotation disappeared from a file."),
+    ("touchpoint.updated", "touchpoints", "Per-file summary after re-extraction: names added, removed, moved, and the current list."),
+    ("touchpoint.skipped", "touchpoints", "A file was not scanned (binary, over the size limit, unknown language)."),
+    ("context.invalidated", "context", "Cached get_context results were dropped because a file they include changed."),
+    ("entity.created", "pm", "A generic graph entity was created."),
+    ("entity.updated", "pm", "A generic graph entity changed."),
+    ("entity.deleted", "pm", "A generic graph entity was deleted."),
+    ("project.created", "pm", "A project was created."),
+    ("task.created", "pm", "A task was created."),
+    ("task.assigned", "pm", "A task was assigned to a person or agent."),
+    ("task.completed", "pm", "A task was completed."),
+    ("task.unblocked", "pm", "A task's last open dependency was completed."),
+    ("project.progress.updated", "pm", "A project's share of completed tasks changed."),
+    ("bottleneck.detected", "pm", "A task or person holds up much of the remaining work."),
+    ("schema.updated", "schema", "Event payload schemas were added, changed or removed."),
+    ("module.loaded", "runtime", "A module started, with the types it subscribes to and emits."),
+    ("event.failed", "bus", "A handler failed on an event (event id and type, handler, error), or a causation chain was cut."),
+)
+"""Event types eventsync itself produces. Other dotted lower-case types are accepted too."""
+
+
+def causation_depth(event: StoredEvent | None) -> int:
+    """Return the causation depth recorded on ``event`` (0 for none or a root event)."""
+    if event is None:
+        return 0
+    depth = event.metadata.get("depth", 0)
+    return depth if isinstance(depth, int) else 0
+
+
+def make_event(
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    source: str,
+    session_id: str | None = None,
+    cause: StoredEvent | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """Build an event in wire form, linked to ``cause`` when it reacts to one.
+
+    Raises:
+        InvalidEventError: ``event_type`` is not a valid type name.
+    """
+    subjects.validate_type(event_type)
+    new_id = event_id or ids.new_event_id()
+    metadata: dict[str, Any] = {"session_id": session_id, "correlation_id": new_id, "causation_id": None, "depth": 0}
+    if cause is not None:
+        metadata["session_id"] = session_id or cause.metadata.get("session_id")
+        metadata["correlation_id"] = cause.metadata.get("correlation_id") or cause.id
+        metadata["causation_id"] = cause.id
+        metadata["depth"] = causation_depth(cause) + 1
+    return {
+        "id": new_id,
+        "type": event_type,
+        "timestamp": clock.utc_timestamp(),
+        "source": source,
+        "payload": payload,
+        "metadata": metadata,
+    }
