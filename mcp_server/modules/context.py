@@ -1,0 +1,192 @@
+"""The context cache: ``get_context(name)`` answers, kept until a file they include changes.
+
+``get_context`` returns the code around every location of a touchpoint.
+Building it reads files, so answers are cached in the log's database (shared
+by every process on the project). This module is a durable consumer that
+invalidates entries exactly when needed:
+
+* ``file.saved``, ``code.modified`` or ``code.deleted`` for a path drops every
+  entry that includes that path;
+* ``touchpoint.updated`` also drops the entries of names added to, removed
+  from or moved within that file, because their set of locations changed.
+
+Each invalidation emits one ``context.invalidated`` event naming the entries.
+Hit, miss and invalidation counts are kept for statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from mcp_server import ids
+from mcp_server.events import make_event
+from mcp_server.store.base import StoredEvent
+
+__all__ = ["ContextCache"]
+
+
+class ContextCache:
+    """Durable consumer that owns the ``context_cache`` tables."""
+
+    name = "context"
+    version = 1
+    subscriptions = ("file.saved", "code.modified", "code.deleted", "touchpoint.updated")
+    depends_on = ("touchpoints",)
+    emits = ("context.invalidated",)
+
+    def create(self, connection: sqlite3.Connection) -> None:
+        """Create the cache tables."""
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS context_cache (name TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID"
+        )
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS context_files (path TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (path, name))"
+            " WITHOUT ROWID"
+        )
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS context_stats (counter TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID"
+        )
+
+    def drop(self, connection: sqlite3.Connection) -> None:
+        """Drop the cache tables."""
+        for table in ("context_cache", "context_files", "context_stats"):
+            connection.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def prepare(self, event: StoredEvent) -> None:
+        """Nothing to prepare: invalidation needs only the event."""
+        return None
+
+    def apply(self, connection: sqlite3.Connection, event: StoredEvent, prepared: None) -> list[dict[str, Any]]:
+        """Drop the entries the event makes stale and report them."""
+        path = event.payload.get("path")
+        if not isinstance(path, str):
+            return []
+        names = {row[0] for row in connection.execute("SELECT name FROM context_files WHERE path = ?", (path,))}
+        if event.type == "touchpoint.updated":
+            names.update(_changed_names(event.payload))
+        stale = sorted(name for name in names if self._is_cached(connection, name))
+        if not stale:
+            return []
+
+        for name in stale:
+            connection.execute("DELETE FROM context_cache WHERE name = ?", (name,))
+            connection.execute("DELETE FROM context_files WHERE name = ?", (name,))
+        self.count(connection, "invalidations", len(stale))
+        event_id = ids.derived_event_id(self.name, event.id)
+        return [
+            make_event(
+                "context.invalidated",
+                {"names": stale, "path": path, "reason": event.type},
+                source="module:context",
+                cause=event,
+                event_id=event_id,
+            )
+        ]
+
+    @staticmethod
+    def _is_cached(connection: sqlite3.Connection, name: str) -> bool:
+        return connection.execute("SELECT 1 FROM context_cache WHERE name = ?", (name,)).fetchone() is not None
+
+    # -- cache access ----------------------------------------------------------------
+
+    @staticmethod
+    def lookup(connection: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+        """Return the cached answer for ``name``, or None."""
+        row = connection.execute("SELECT body FROM context_cache WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    @staticmethod
+    def store(connection: sqlite3.Connection, name: str, body: dict[str, Any], files: list[str]) -> None:
+        """Cache ``body`` for ``name``, remembering which files it includes."""
+        connection.execute(
+            "INSERT OR REPLACE INTO context_cache (name, body) VALUES (?, ?)", (name, json.dumps(body, ensure_ascii=False))
+        )
+        connection.execute("DELETE FROM context_files WHERE name = ?", (name,))
+        connection.executemany(
+            "INSERT OR IGNORE INTO context_files (path, name) VALUES (?, ?)", [(path, name) for path in files]
+        )
+
+    @staticmethod
+    def count(connection: sqlite3.Connection, counter: str, amount: int = 1) -> None:
+        """Add ``amount`` to a statistics counter."""
+        connection.execute(
+            "INSERT INTO context_stats (counter, value) VALUES (?, ?) "
+            "ON CONFLICT (counter) DO UPDATE SET value = value + excluded.value",
+            (counter, amount),
+        )
+
+    @staticmethod
+    def statistics(connection: sqlite3.Connection) -> dict[str, int]:
+        """Return hit, miss and invalidation counts and the number of cached entries."""
+        stats = {"hits": 0, "misses": 0, "invalidations": 0}
+        stats.update({str(k): int(v) for k, v in connection.execute("SELECT counter, value FROM context_stats")})
+        stats["entries"] = int(connection.execute("SELECT count(*) FROM context_cache").fetchone()[0])
+        return stats
+
+
+def _changed_names(summary: dict[str, Any]) -> set[str]:
+    names = set(summary.get("added") or []) | set(summary.get("removed") or [])
+    names.update(item.get("name") for item in summary.get("moved") or [] if isinstance(item, dict))
+    return {name for name in names if isinstance(name, str)}
+
+
+CONTEXT_LINES_BEFORE = 3
+"""Lines shown above a touchpoint's marker, so the comment around it is visible."""
+
+CONTEXT_LINES_AFTER = 30
+"""Lines shown below the marker: enough for a typical function body."""
+
+MAX_CONTEXT_CHARS = 40_000
+"""Cap on one answer (about 10,000 tokens), well under Claude Code's 25,000-token tool limit."""
+
+
+def _read_window(absolute: str, line: int) -> tuple[int, int, str]:
+    """Return ``(first line, last line, text)`` of the window around ``line`` (1-based)."""
+    with open(absolute, "rb") as handle:
+        text = handle.read().decode("utf-8", "replace")
+    lines = text.splitlines()
+    first = max(1, line - CONTEXT_LINES_BEFORE)
+    last = min(len(lines), line + CONTEXT_LINES_AFTER)
+    return first, last, "\n".join(lines[first - 1 : last])
+
+
+def build_context(root: str, name: str, rows: list[Any]) -> tuple[dict[str, Any], list[str]]:
+    """Assemble the answer for ``name`` from its index rows; return it and the files it includes.
+
+    Locations are ordered by file and line. Files that vanished are reported
+    in the location's ``error`` instead of failing the whole answer.
+    """
+    from mcp_server import paths  # local: keeps this module's import light for the hook-free CLI paths
+
+    locations: list[dict[str, Any]] = []
+    files: list[str] = []
+    used = 0
+    truncated = False
+    for row in sorted(rows, key=lambda r: (r.path, r.cell or 0, r.line)):
+        files.append(row.path)
+        location: dict[str, Any] = {"path": row.path, "line": row.line, "language": row.language,
+                                    "description": row.description}
+        if row.cell is not None:
+            location["cell"] = row.cell
+        try:
+            first, last, code = _read_window(paths.resolve_in_project(root, row.path), row.line)
+        except OSError as exc:
+            location["error"] = f"could not read {row.path!r}: {exc.strerror or exc}"
+            locations.append(location)
+            continue
+        if used + len(code) > MAX_CONTEXT_CHARS:
+            truncated = True
+            break
+        used += len(code)
+        location.update({"start_line": first, "end_line": last, "code": code})
+        locations.append(location)
+
+    body: dict[str, Any] = {"name": name, "locations": locations, "truncated": truncated}
+    if truncated:
+        body["note"] = (
+            f"cut at {MAX_CONTEXT_CHARS} characters: {len(locations)} of {len(rows)} locations shown; "
+            "call list_touchpoints for every location"
+        )
+    return body, sorted(set(files))

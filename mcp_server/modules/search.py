@@ -1,0 +1,118 @@
+"""Full-text search over touchpoints (SQLite FTS5, bm25 ranking).
+
+A durable consumer of the same file events as the touchpoint index, plus its
+``touchpoint.updated`` summaries. For each one it copies the named file's rows
+from the ``touchpoints`` table into the FTS5 table, inside the transaction
+that advances its checkpoint. Because the runtime runs the touchpoint index
+first, the search index always equals the touchpoint index at the same log
+position, whether built incrementally or by a rebuild. Queries match whole
+words or word prefixes in names, descriptions and paths.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_server.store.base import StoredEvent
+
+__all__ = ["SearchHit", "SearchIndex", "fts_query"]
+
+_SNIPPET_TOKENS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One ranked search result."""
+
+    name: str
+    path: str
+    line: int
+    description: str
+    language: str
+    score: float
+    snippet: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the hit as the tools show it."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "line": self.line,
+            "description": self.description,
+            "language": self.language,
+            "score": round(self.score, 4),
+            "snippet": self.snippet,
+        }
+
+
+def fts_query(text: str) -> str:
+    """Turn free text into an FTS5 query: every word must match, the last one as a prefix.
+
+    Words are quoted, so FTS5 operators and punctuation in the input are taken
+    literally instead of failing as syntax errors.
+    """
+    words = [word.replace('"', '""') for word in text.split() if word.strip('"')]
+    if not words:
+        return ""
+    terms = [f'"{word}"' for word in words[:-1]]
+    terms.append(f'"{words[-1]}"*')
+    return " ".join(terms)
+
+
+class SearchIndex:
+    """Durable consumer that keeps the ``touchpoint_search`` FTS5 table."""
+
+    name = "search"
+    version = 1
+    subscriptions = ("file.saved", "code.modified", "code.deleted", "touchpoint.updated")
+    depends_on = ("touchpoints",)
+    emits: tuple[str, ...] = ()
+
+    def create(self, connection: sqlite3.Connection) -> None:
+        """Create the FTS5 table."""
+        connection.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS touchpoint_search USING fts5("
+            "name, description, path, language UNINDEXED, line UNINDEXED, tokenize = 'unicode61')"
+        )
+
+    def drop(self, connection: sqlite3.Connection) -> None:
+        """Drop the FTS5 table."""
+        connection.execute("DROP TABLE IF EXISTS touchpoint_search")
+
+    def prepare(self, event: StoredEvent) -> None:
+        """Nothing to prepare: the rows come from the touchpoint index."""
+        return None
+
+    def apply(self, connection: sqlite3.Connection, event: StoredEvent, prepared: None) -> list[dict[str, Any]]:
+        """Copy the named file's touchpoints from the index into the FTS5 table."""
+        path = event.payload.get("path")
+        if not isinstance(path, str):
+            return []
+        connection.execute("DELETE FROM touchpoint_search WHERE path = ?", (path,))
+        connection.execute(
+            "INSERT INTO touchpoint_search (name, description, path, language, line) "
+            "SELECT name, description, path, language, line FROM touchpoints WHERE path = ?",
+            (path,),
+        )
+        return []
+
+    @staticmethod
+    def search(connection: sqlite3.Connection, text: str, *, limit: int = 20) -> list[SearchHit]:
+        """Return up to ``limit`` touchpoints matching ``text``, best first."""
+        query = fts_query(text)
+        if not query:
+            return []
+        rows = connection.execute(
+            "SELECT name, path, line, description, language, bm25(touchpoint_search, 10.0, 2.0, 1.0), "
+            f"snippet(touchpoint_search, -1, '[', ']', '…', {_SNIPPET_TOKENS}) "
+            "FROM touchpoint_search WHERE touchpoint_search MATCH ? ORDER BY bm25(touchpoint_search, 10.0, 2.0, 1.0), "
+            "path, line LIMIT ?",
+            (query, limit),
+        ).fetchall()
+        return [
+            SearchHit(name=row[0], path=row[1], line=int(row[2]), description=row[3], language=row[4],
+                      score=-float(row[5]), snippet=row[6])
+            for row in rows
+        ]

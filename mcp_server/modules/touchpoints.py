@@ -1,0 +1,299 @@
+"""The touchpoint index: which ``@touchpoint`` names exist, and where.
+
+A durable consumer of ``file.saved``, ``code.modified`` and ``code.deleted``.
+For each event it re-extracts only the file named in the payload, replaces
+that file's rows in the index, and emits ``touchpoint.added`` and
+``touchpoint.removed`` for each change plus one ``touchpoint.updated`` summary
+per file (or ``touchpoint.skipped`` when the file cannot be scanned). Files
+are read at processing time, so the index follows the file on disk even when
+several saves arrive at once.
+
+Extraction happens in :meth:`TouchpointIndex.prepare`, outside the write
+transaction; the file's content hash together with the extractor version is
+the cache key, so an unchanged file is not rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_server import ids, paths
+from mcp_server.events import make_event
+from mcp_server.store.base import StoredEvent
+from mcp_server.touchpoints import EXTRACTOR_VERSION, MAX_NOTEBOOK_BYTES, Extraction, Touchpoint, extract
+
+__all__ = ["MAX_SUMMARY_TOUCHPOINTS", "TouchpointIndex", "TouchpointRow", "diff_touchpoints"]
+
+logger = logging.getLogger(__name__)
+
+MAX_SUMMARY_TOUCHPOINTS = 2000
+"""Touchpoints listed in one ``touchpoint.updated``; keeps the event under the payload limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class TouchpointRow:
+    """One location of a touchpoint in the index."""
+
+    name: str
+    path: str
+    line: int
+    column: int
+    description: str
+    language: str
+    cell: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the row as the tools and events show it."""
+        row: dict[str, Any] = {
+            "name": self.name,
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "description": self.description,
+            "language": self.language,
+        }
+        if self.cell is not None:
+            row["cell"] = self.cell
+        return row
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """Result of :meth:`TouchpointIndex.prepare` for one file."""
+
+    path: str
+    deleted: bool
+    content_hash: str | None = None
+    extraction: Extraction | None = None
+
+
+def diff_touchpoints(
+    old: list[TouchpointRow], new: list[TouchpointRow]
+) -> tuple[list[TouchpointRow], list[TouchpointRow], list[tuple[TouchpointRow, TouchpointRow]]]:
+    """Return ``(added, removed, moved)`` between two lists of one file's touchpoints.
+
+    Occurrences of one name pair up in line order, so a name that moved is
+    reported as moved, not as removed plus added.
+    """
+    def by_name(rows: list[TouchpointRow]) -> dict[str, list[TouchpointRow]]:
+        grouped: dict[str, list[TouchpointRow]] = {}
+        for row in sorted(rows, key=lambda r: (r.cell or 0, r.line, r.column)):
+            grouped.setdefault(row.name, []).append(row)
+        return grouped
+
+    old_by_name, new_by_name = by_name(old), by_name(new)
+    added: list[TouchpointRow] = []
+    removed: list[TouchpointRow] = []
+    moved: list[tuple[TouchpointRow, TouchpointRow]] = []
+    for name in sorted(old_by_name.keys() | new_by_name.keys()):
+        before, after = old_by_name.get(name, []), new_by_name.get(name, [])
+        for previous, current in zip(before, after):
+            if previous != current:
+                moved.append((previous, current))
+        added.extend(after[len(before):])
+        removed.extend(before[len(after):])
+    return added, removed, moved
+
+
+def _where(name: str | None, path: str | None) -> tuple[str, list[str]]:
+    clauses: list[str] = []
+    parameters: list[str] = []
+    for column, value in (("name", name), ("path", path)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            parameters.append(value)
+    return " AND ".join(clauses) or "1", parameters
+
+
+class TouchpointIndex:
+    """Durable consumer that keeps the ``touchpoints`` table in step with the files."""
+
+    name = "touchpoints"
+    version = 1
+    subscriptions = ("file.saved", "code.modified", "code.deleted")
+    depends_on: tuple[str, ...] = ()
+    emits = ("touchpoint.added", "touchpoint.removed", "touchpoint.updated", "touchpoint.skipped")
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    # -- schema ----------------------------------------------------------------------
+
+    def create(self, connection: sqlite3.Connection) -> None:
+        """Create the index tables."""
+        connection.execute(
+            """CREATE TABLE IF NOT EXISTS touchpoints (
+                path TEXT NOT NULL, name TEXT NOT NULL, line INTEGER NOT NULL, column INTEGER NOT NULL,
+                description TEXT NOT NULL, language TEXT NOT NULL, cell INTEGER
+            )"""
+        )
+        connection.execute("CREATE INDEX IF NOT EXISTS touchpoints_by_name ON touchpoints (name, path, line)")
+        connection.execute("CREATE INDEX IF NOT EXISTS touchpoints_by_path ON touchpoints (path, line)")
+        connection.execute(
+            """CREATE TABLE IF NOT EXISTS touchpoint_files (
+                path TEXT PRIMARY KEY, content_hash TEXT, extractor_version INTEGER NOT NULL,
+                language TEXT, skipped TEXT, warnings TEXT NOT NULL DEFAULT ''
+            ) WITHOUT ROWID"""
+        )
+
+    def drop(self, connection: sqlite3.Connection) -> None:
+        """Drop the index tables."""
+        connection.execute("DROP TABLE IF EXISTS touchpoints")
+        connection.execute("DROP TABLE IF EXISTS touchpoint_files")
+
+    # -- handling --------------------------------------------------------------------
+
+    def prepare(self, event: StoredEvent) -> _Scan:
+        """Read and scan the file the event names.
+
+        Raises:
+            PathOutsideProjectError: the payload's path escapes the project root.
+            ValueError: the payload has no ``path``.
+        """
+        path = event.payload.get("path")
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"event {event.id} ({event.type}) has no 'path' in its payload")
+        absolute = paths.resolve_in_project(self.root, path)
+        relative = paths.to_project_path(self.root, absolute) or path
+
+        if event.type == "code.deleted" or not os.path.isfile(absolute):
+            return _Scan(relative, deleted=True)
+        if os.path.getsize(absolute) > MAX_NOTEBOOK_BYTES:  # the largest limit; extract() applies the exact one
+            skipped = Extraction(language=None, touchpoints=(), skipped="size", warnings=())
+            return _Scan(relative, deleted=False, content_hash=None, extraction=skipped)
+
+        with open(absolute, "rb") as handle:
+            data = handle.read()
+        content_hash = "sha256:" + hashlib.sha256(data).hexdigest()
+        return _Scan(relative, deleted=False, content_hash=content_hash, extraction=extract(relative, data))
+
+    def apply(self, connection: sqlite3.Connection, event: StoredEvent, scan: _Scan) -> list[dict[str, Any]]:
+        """Replace the file's rows and return the touchpoint events describing the change."""
+        previous_file = connection.execute(
+            "SELECT content_hash, extractor_version, skipped FROM touchpoint_files WHERE path = ?", (scan.path,)
+        ).fetchone()
+        if (
+            previous_file is not None
+            and not scan.deleted
+            and scan.content_hash is not None
+            and previous_file[0] == scan.content_hash
+            and previous_file[1] == EXTRACTOR_VERSION
+        ):
+            return []
+
+        old_rows = self.rows_for_path(connection, scan.path)
+        new_rows = self._rows_from_scan(scan)
+        self._store(connection, scan, new_rows)
+        return self._events(event, scan, old_rows, new_rows, previous_skip=previous_file[2] if previous_file else None)
+
+    def _rows_from_scan(self, scan: _Scan) -> list[TouchpointRow]:
+        if scan.deleted or scan.extraction is None:
+            return []
+        language = scan.extraction.language or ""
+        return [self._row(scan.path, language, touchpoint) for touchpoint in scan.extraction.touchpoints]
+
+    @staticmethod
+    def _row(path: str, language: str, touchpoint: Touchpoint) -> TouchpointRow:
+        return TouchpointRow(
+            name=touchpoint.name,
+            path=path,
+            line=touchpoint.line,
+            column=touchpoint.column,
+            description=touchpoint.description,
+            language=touchpoint.language or language,
+            cell=touchpoint.cell,
+        )
+
+    def _store(self, connection: sqlite3.Connection, scan: _Scan, rows: list[TouchpointRow]) -> None:
+        connection.execute("DELETE FROM touchpoints WHERE path = ?", (scan.path,))
+        if scan.deleted:
+            connection.execute("DELETE FROM touchpoint_files WHERE path = ?", (scan.path,))
+            return
+        connection.executemany(
+            "INSERT INTO touchpoints (path, name, line, column, description, language, cell) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(row.path, row.name, row.line, row.column, row.description, row.language, row.cell) for row in rows],
+        )
+        extraction = scan.extraction
+        warnings = "\n".join(extraction.warnings) if extraction else ""
+        if extraction and extraction.warnings:
+            logger.warning("touchpoints: %s: %s", scan.path, "; ".join(extraction.warnings))
+        connection.execute(
+            "INSERT OR REPLACE INTO touchpoint_files (path, content_hash, extractor_version, language, skipped, warnings)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (scan.path, scan.content_hash, EXTRACTOR_VERSION, extraction.language if extraction else None,
+             extraction.skipped if extraction else None, warnings),
+        )
+
+    def _events(
+        self,
+        cause: StoredEvent,
+        scan: _Scan,
+        old_rows: list[TouchpointRow],
+        new_rows: list[TouchpointRow],
+        *,
+        previous_skip: str | None,
+    ) -> list[dict[str, Any]]:
+        def derived(event_type: str, payload: dict[str, Any], *key: object) -> dict[str, Any]:
+            event_id = ids.derived_event_id(self.name, cause.id, event_type, *(str(part) for part in key))
+            return make_event(event_type, payload, source="module:touchpoints", cause=cause, event_id=event_id)
+
+        events: list[dict[str, Any]] = []
+        skipped = scan.extraction.skipped if scan.extraction else None
+        if skipped and skipped != previous_skip:
+            logger.warning("touchpoints: skipped %s (reason: %s)", scan.path, skipped)
+            events.append(derived("touchpoint.skipped", {"path": scan.path, "reason": skipped}, scan.path))
+
+        added, removed, moved = diff_touchpoints(old_rows, new_rows)
+        for row in added:
+            events.append(derived("touchpoint.added", row.to_dict(), row.name, row.line, row.column))
+        for row in removed:
+            events.append(derived("touchpoint.removed", row.to_dict(), row.name, row.line, row.column))
+        if not (added or removed or moved):
+            return events
+
+        summary = {
+            "path": scan.path,
+            "deleted": scan.deleted,
+            "added": sorted({row.name for row in added}),
+            "removed": sorted({row.name for row in removed}),
+            "moved": [
+                {"name": new.name, "from_line": old.line, "to_line": new.line, "description": new.description}
+                for old, new in moved
+            ],
+            "touchpoints": [row.to_dict() for row in new_rows[:MAX_SUMMARY_TOUCHPOINTS]],
+            "truncated": len(new_rows) > MAX_SUMMARY_TOUCHPOINTS,
+        }
+        events.append(derived("touchpoint.updated", summary, scan.path, scan.content_hash or "deleted"))
+        return events
+
+    # -- queries ---------------------------------------------------------------------
+
+    @staticmethod
+    def rows_for_path(connection: sqlite3.Connection, path: str) -> list[TouchpointRow]:
+        """Return the index rows of one file in line order."""
+        return TouchpointIndex.query(connection, path=path)
+
+    @staticmethod
+    def query(
+        connection: sqlite3.Connection, *, name: str | None = None, path: str | None = None,
+        limit: int | None = None, offset: int = 0,
+    ) -> list[TouchpointRow]:
+        """Return index rows filtered by exact name and path, ordered by name, path and line."""
+        where, parameters = _where(name, path)
+        sql = (
+            "SELECT name, path, line, column, description, language, cell FROM touchpoints "
+            f"WHERE {where} ORDER BY name, path, coalesce(cell, 0), line, column LIMIT ? OFFSET ?"
+        )
+        rows = connection.execute(sql, (*parameters, -1 if limit is None else limit, offset)).fetchall()
+        return [TouchpointRow(*row) for row in rows]
+
+    @staticmethod
+    def count(connection: sqlite3.Connection, *, name: str | None = None, path: str | None = None) -> int:
+        """Return how many rows :meth:`query` would return without a limit."""
+        where, parameters = _where(name, path)
+        return int(connection.execute(f"SELECT count(*) FROM touchpoints WHERE {where}", parameters).fetchone()[0])

@@ -1,0 +1,205 @@
+"""The runtime of one project: its log, projections and the queries every surface shares.
+
+Both the MCP server and the CLI build a :class:`Runtime`. Before answering a
+question about derived state they call :meth:`Runtime.catch_up`, which
+ingests captured events from the inbox and runs every projection up to the
+head of the log, so an answer never depends on whether a server was running
+when a hook fired. The query methods here are the single implementation
+behind the MCP tools and the CLI's ``--json`` output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from mcp_server import paths
+from mcp_server.consumers import ConsumerRunner, Projection
+from mcp_server.errors import ConfigurationError, InvalidEventError, NotFoundError, StoreError
+from mcp_server.events import make_event
+from mcp_server.ingest import ingest_pending
+from mcp_server.modules.context import ContextCache, build_context
+from mcp_server.modules.search import SearchHit, SearchIndex
+from mcp_server.modules.touchpoints import TouchpointIndex, TouchpointRow
+from mcp_server.store.base import EventFilter, QueryPage, StoredEvent
+from mcp_server.store.sqlite import SQLiteEventLog
+
+__all__ = ["EVENTS_DB_NAME", "Runtime"]
+
+logger = logging.getLogger(__name__)
+
+EVENTS_DB_NAME = "events.db"
+
+MAX_CATCH_UP_ROUNDS = 8
+"""Projections feed each other (touchpoints → search, context); this bounds the rounds per catch-up."""
+
+
+class Runtime:
+    """One project's event log and projections, shared by the server and the CLI."""
+
+    def __init__(self, root: str | None = None, *, environ: dict[str, str] | None = None) -> None:
+        """Open the project's log, creating the data folder and tables on first use.
+
+        Raises:
+            ConfigurationError: the data folder cannot be created.
+            StoreError: the log cannot be opened.
+        """
+        env = dict(os.environ if environ is None else environ)
+        self.root = os.path.realpath(root) if root else paths.find_project_root(environ=env)
+        self.data_dir = paths.data_dir(self.root, env)
+        self._prepare_data_dir()
+        self.log = SQLiteEventLog(os.path.join(self.data_dir, EVENTS_DB_NAME))
+        self.touchpoints = TouchpointIndex(self.root)
+        self.search = SearchIndex()
+        self.context = ContextCache()
+        self.projections: list[Projection] = [self.touchpoints, self.search, self.context]
+        self.runner = ConsumerRunner(self.log)
+        self._catch_up_lock = threading.Lock()
+        changed = [projection.name for projection in self.projections if self.runner.ensure(projection)]
+        for name in changed:
+            self._reset_dependents(name)
+
+    def _prepare_data_dir(self) -> None:
+        try:
+            os.makedirs(self.data_dir, exist_ok=True)
+            ignore = os.path.join(self.data_dir, ".gitignore")
+            if not os.path.exists(ignore):
+                with open(ignore, "w", encoding="utf-8") as handle:
+                    handle.write("# Created by eventsync: the event log and its state are local to this machine.\n*\n")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the eventsync data folder {self.data_dir!r}: {exc.strerror or exc}; "
+                "make the project writable or set EVENTSYNC_HOME to a writable folder"
+            ) from exc
+
+    def close(self) -> None:
+        """Close the log."""
+        self.log.close()
+
+    def add_projection(self, projection: Projection) -> None:
+        """Run ``projection`` as a durable consumer from now on."""
+        self.runner.ensure(projection)
+        self.projections.append(projection)
+
+    def _dependents(self, name: str) -> list[Projection]:
+        """Return the projections that read ``name``'s tables, directly or through others, in run order."""
+        affected = {name}
+        for projection in self.projections:
+            if affected & set(getattr(projection, "depends_on", ())):
+                affected.add(projection.name)
+        return [projection for projection in self.projections if projection.name in affected - {name}]
+
+    def _reset_dependents(self, name: str) -> None:
+        for dependent in self._dependents(name):
+            self.runner.reset(dependent)
+
+    def rebuild(self, name: str) -> list[str]:
+        """Drop projection ``name`` and those that read it, replay the log into them; return their names.
+
+        Raises:
+            NotFoundError: no projection has that name.
+        """
+        known = {projection.name: projection for projection in self.projections}
+        if name not in known:
+            raise NotFoundError(f"unknown module {name!r}; choose one of: {', '.join(sorted(known))}")
+        with self._catch_up_lock:
+            self.runner.reset(known[name])
+            self._reset_dependents(name)
+        self.catch_up()
+        return [name, *(projection.name for projection in self._dependents(name))]
+
+    # -- keeping up with the log -------------------------------------------------------
+
+    def ingest(self) -> int:
+        """Move captured events from the inbox into the log; return how many were new."""
+        return ingest_pending(self.log, self.root, self.data_dir)
+
+    def catch_up(self) -> None:
+        """Ingest the inbox and bring every projection up to the head of the log."""
+        with self._catch_up_lock:
+            self.ingest()
+            for _ in range(MAX_CATCH_UP_ROUNDS):
+                head = self.log.head()
+                for projection in self.projections:
+                    self.runner.catch_up(projection)
+                if self.log.head() == head:
+                    return
+
+    # -- events ----------------------------------------------------------------------
+
+    def emit(
+        self, event_type: str, payload: dict[str, Any], *, source: str, session_id: str | None = None
+    ) -> StoredEvent | None:
+        """Append one event; return it, or None if an event with its id was already stored.
+
+        Raises:
+            InvalidEventError: the type or payload is invalid.
+        """
+        if not isinstance(payload, dict):
+            raise InvalidEventError(f"payload must be a JSON object, got {type(payload).__name__}")
+        stored = self.log.append([make_event(event_type, payload, source=source, session_id=session_id)])
+        return stored[0] if stored else None
+
+    def query_events(
+        self, query: EventFilter, *, limit: int = 50, cursor: int | None = None, descending: bool = True
+    ) -> QueryPage:
+        """Return one page of events matching ``query`` after ingesting the inbox."""
+        self.ingest()
+        return self.log.query(query, limit=limit, cursor=cursor, descending=descending)
+
+    # -- touchpoints -----------------------------------------------------------------
+
+    def list_touchpoints(
+        self, *, name: str | None = None, path: str | None = None, limit: int = 200, offset: int = 0
+    ) -> tuple[list[TouchpointRow], int]:
+        """Return index rows (filtered by exact name and project-relative path) and their total count."""
+        self.catch_up()
+        if path is not None:
+            path = paths.to_project_path(self.root, path) or path
+        connection = self.log.connection
+        rows = TouchpointIndex.query(connection, name=name, path=path, limit=limit, offset=offset)
+        return rows, TouchpointIndex.count(connection, name=name, path=path)
+
+    def search_touchpoints(self, text: str, *, limit: int = 20) -> list[SearchHit]:
+        """Return touchpoints whose name, description or path match ``text``, best first."""
+        self.catch_up()
+        return SearchIndex.search(self.log.connection, text, limit=limit)
+
+    def get_context(self, name: str) -> dict[str, Any]:
+        """Return the code around every location of touchpoint ``name``, from the cache when fresh.
+
+        Raises:
+            NotFoundError: no touchpoint has that name.
+        """
+        self.catch_up()
+        with self.log.transaction() as connection:
+            cached = ContextCache.lookup(connection, name)
+            ContextCache.count(connection, "hits" if cached else "misses")
+        if cached is not None:
+            return {**cached, "cached": True}
+
+        head = self.log.head()
+        rows = TouchpointIndex.query(self.log.connection, name=name)
+        if not rows:
+            raise NotFoundError(
+                f"no touchpoint named {name!r}; call list_touchpoints or search_touchpoints to find existing names"
+            )
+        body, files = build_context(self.root, name, rows)
+        self._cache_if_current(name, body, files, head)
+        return {**body, "cached": False}
+
+    def _cache_if_current(self, name: str, body: dict[str, Any], files: list[str], head: int) -> None:
+        """Cache ``body`` unless events arrived while it was built (they may have made it stale)."""
+        try:
+            with self.log.transaction() as connection:
+                if self.log.head() != head or self.log.checkpoint(self.context.name, connection) != head:
+                    return
+                ContextCache.store(connection, name, body, files)
+        except StoreError as exc:
+            logger.warning("could not cache context for %r: %s", name, exc)
+
+    def context_statistics(self) -> dict[str, int]:
+        """Return the context cache's hit, miss and invalidation counts."""
+        return ContextCache.statistics(self.log.connection)
