@@ -1,0 +1,221 @@
+"""The ``eventsync`` command line for people.
+
+Each sub-command imports what it needs when it runs, so ``eventsync hook``
+stays cheap and ``eventsync events`` does not load the MCP SDK. Commands that
+answer questions catch the project's projections up first, exactly like the
+MCP tools, and ``--json`` prints a JSON array of objects with the same fields
+the matching MCP tool returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mcp_server import __version__
+from mcp_server.errors import EventsyncError
+
+__all__ = ["build_parser", "main"]
+
+
+def _print_json(items: Any) -> None:
+    json.dump(items, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _runtime(args: argparse.Namespace) -> Any:
+    from mcp_server.runtime import Runtime
+
+    return Runtime(args.project)
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from mcp_server.install import init_project
+
+    result = init_project(args.path)
+    print(f"wrote the capture hook to {result.settings_path}")
+    print(f"wrote the MCP server 'eventsync' to {result.mcp_path}")
+    print(f"hook command: {result.hook_command}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mcp_server.server import create_server
+
+    create_server(args.project).run("stdio")
+    return 0
+
+
+def _cmd_hook(args: argparse.Namespace) -> int:
+    from mcp_server.capture.hook import main as hook_main
+
+    return hook_main()
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    from mcp_server.store.base import EventFilter
+
+    runtime = _runtime(args)
+    query = EventFilter(types=tuple(args.type or ()), source=args.source, session_id=args.session)
+    page = runtime.query_events(query, limit=args.limit, cursor=args.cursor, descending=not args.ascending)
+    if args.json:
+        _print_json([event.to_dict() for event in page.events])
+        return 0
+    for event in page.events:
+        detail = event.payload.get("path") or event.payload.get("name") or event.payload.get("command") or ""
+        session = event.metadata.get("session_id") or "-"
+        print(f"{event.position:>8}  {event.timestamp}  {event.type:<24} {event.source:<20} {session:<12.12} {detail}")
+    shown = f"{len(page.events)} of {page.total} events"
+    print(shown + (f"; next page: --cursor {page.next_cursor}" if page.next_cursor else ""), file=sys.stderr)
+    return 0
+
+
+def _cmd_touchpoints(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    rows, total = runtime.list_touchpoints(name=args.name, path=args.file, limit=args.limit)
+    if args.json:
+        _print_json([row.to_dict() for row in rows])
+        return 0
+    for row in rows:
+        location = f"{row.path}:{row.line}" + (f" (cell {row.cell})" if row.cell is not None else "")
+        print(f"{row.name:<32} {location:<48} {row.description}")
+    print(f"{len(rows)} of {total} touchpoint locations", file=sys.stderr)
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    hits = _runtime(args).search_touchpoints(args.query, limit=args.limit)
+    if args.json:
+        _print_json([hit.to_dict() for hit in hits])
+        return 0
+    for hit in hits:
+        print(f"{hit.name:<32} {hit.path}:{hit.line:<8} {hit.snippet}")
+    return 0
+
+
+def _cmd_context(args: argparse.Namespace) -> int:
+    body = _runtime(args).get_context(args.name)
+    if args.json:
+        _print_json(body)
+        return 0
+    for location in body["locations"]:
+        print(f"== {location['path']}:{location['line']} {location.get('description', '')}")
+        print(location.get("code") or location.get("error", ""))
+    if body.get("note"):
+        print(body["note"], file=sys.stderr)
+    return 0
+
+
+def _cmd_emit(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise EventsyncError(f"--payload is not valid JSON ({exc.msg} at column {exc.colno}): {args.payload!r}") from exc
+    stored = _runtime(args).emit(args.type, payload, source="cli", session_id=os.environ.get("CLAUDE_CODE_SESSION_ID"))
+    if stored is None:
+        print("an event with the same id is already stored")
+    else:
+        print(f"stored {stored.type} {stored.id} at position {stored.position}")
+    return 0
+
+
+def _cmd_rebuild(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    rebuilt = runtime.rebuild(args.module)
+    print(f"rebuilt {', '.join(rebuilt)} from {runtime.log.head()} events")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mcp_server.demo import run_demo
+
+    return run_demo()
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def _add_query_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
+    parser.add_argument("--json", action="store_true", help="print a JSON array with the MCP tool's fields")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``eventsync`` command."""
+    parser = argparse.ArgumentParser(prog="eventsync", description="Every Claude Code edit becomes an event.")
+    parser.add_argument("--version", action="version", version=f"eventsync {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    init = command("init", _cmd_init, "install the capture hook and MCP server into a project")
+    init.add_argument("path", nargs="?", default=".", help="project folder (default: the current folder)")
+
+    serve = command("serve", _cmd_serve, "run the MCP server on stdio (Claude Code starts it from .mcp.json)")
+    serve.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
+
+    command("hook", _cmd_hook, "capture one Claude Code hook payload from stdin (the PostToolUse entry point)")
+
+    events = command("events", _cmd_events, "list events from the log, newest first")
+    events.add_argument("--type", action="append", help="type or pattern such as file.saved or 'touchpoint.*'; repeatable")
+    events.add_argument("--source", help="only events from this source (hook, mcp, cli, module:touchpoints, ...)")
+    events.add_argument("--session", help="only events of this Claude Code session id")
+    events.add_argument("--limit", type=int, default=50, help="events per page (default 50, at most 500)")
+    events.add_argument("--cursor", type=int, help="continue after this position (from the previous page)")
+    events.add_argument("--asc", dest="ascending", action="store_true", help="oldest first")
+    _add_query_options(events)
+
+    touchpoints = command("touchpoints", _cmd_touchpoints, "list @touchpoint locations")
+    touchpoints.add_argument("--name", help="only this exact touchpoint name")
+    touchpoints.add_argument("--file", help="only this file (project-relative path)")
+    touchpoints.add_argument("--limit", type=int, default=1000, help="locations to show (default 1000)")
+    _add_query_options(touchpoints)
+
+    search = command("search", _cmd_search, "full-text search over touchpoints")
+    search.add_argument("query", help="words to find; the last one matches as a prefix")
+    search.add_argument("--limit", type=int, default=20, help="results to show (default 20)")
+    _add_query_options(search)
+
+    context = command("context", _cmd_context, "show the code at every location of one touchpoint")
+    context.add_argument("name", help="touchpoint name")
+    _add_query_options(context)
+
+    emit = command("emit", _cmd_emit, "append an event to the log")
+    emit.add_argument("type", help="event type, dotted lower-case, e.g. note.added")
+    emit.add_argument("--payload", default="{}", help="payload as a JSON object (default {})")
+    emit.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
+
+    rebuild = command("rebuild", _cmd_rebuild, "drop a module's state and rebuild it by replaying the log")
+    rebuild.add_argument("module", help="touchpoints, search or context")
+    rebuild.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
+
+    command("demo", _cmd_demo, "feed recorded Claude Code payloads through the hook and query the MCP server")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose or os.environ.get("EVENTSYNC_DEBUG") not in (None, "", "0") else logging.WARNING
+    if args.command == "serve":
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args))
+    except EventsyncError as exc:
+        print(f"eventsync: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,338 @@
+"""The MCP server: eventsync's tools for agents, over stdio.
+
+The server's lifespan opens the project's :class:`~mcp_server.runtime.Runtime`,
+starts the :class:`~mcp_server.bus.EventBus` and a tailer that keeps ingesting
+captured events, running the durable modules and dispatching new events to
+local subscribers. Tools answer from the runtime after catching up, so every
+answer includes events captured while no server ran.
+
+Every tool returns structured output and stays well below Claude Code's
+25,000-token output cap: results are paged, and pages are cut to a character
+budget with a cursor to continue. Nothing but JSON-RPC reaches stdout: the
+SDK points fd 1 at stderr while serving, and logging goes to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from mcp_server import __version__, jsoncodec
+from mcp_server.bus import EventBus
+from mcp_server.errors import ConfigurationError, EventsyncError
+from mcp_server.events import Event
+from mcp_server.runtime import Runtime
+from mcp_server.store.base import EventFilter
+
+__all__ = ["MAX_RESULT_CHARS", "ServerState", "create_server"]
+
+logger = logging.getLogger(__name__)
+
+MAX_RESULT_CHARS = 60_000
+"""Character budget of one tool result (about 15,000 tokens), under Claude Code's 25,000-token default cap."""
+
+TAIL_INTERVAL = 0.1
+"""Seconds between the tailer's checks for captured events; a check costs well under a millisecond."""
+
+EMIT_SETTLE_SECONDS = 2.0
+"""How long emit_event waits for this server's handlers, so it can report their failures."""
+
+IDLE_WAL_CHECKPOINT = 30.0
+"""Seconds without new events after which the server truncates the WAL file."""
+
+INSTRUCTIONS = """\
+eventsync records every file change in this project as a typed event and keeps an index of \
+@touchpoint annotations (comments like `# @touchpoint checkout-total Sums the cart`). \
+Use list_touchpoints or search_touchpoints to find named places in the code, get_context to read \
+the code at every location of one touchpoint, query_events to see what changed (type patterns: \
+'file.saved', 'touchpoint.*', 'task.>'), and emit_event to record a fact other agents should see."""
+
+
+@dataclass
+class ServerState:
+    """State the lifespan passes to every tool call."""
+
+    runtime: Runtime
+    bus: EventBus
+    session_id: str | None
+
+
+# -- tool results ------------------------------------------------------------------------
+
+
+class QueryEventsResult(BaseModel):
+    """One page of events."""
+
+    events: list[Event]
+    total: int = Field(description="Events matching the filter across all pages.")
+    next_cursor: int | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+
+class TouchpointOut(BaseModel):
+    """One location of a touchpoint."""
+
+    name: str
+    path: str
+    line: int
+    column: int
+    description: str
+    language: str
+    cell: int | None = None
+
+
+class ListTouchpointsResult(BaseModel):
+    """Touchpoint locations ordered by name, path and line."""
+
+    touchpoints: list[TouchpointOut]
+    total: int
+    next_offset: int | None = Field(description="Pass as offset to get the next page; null on the last page.")
+
+
+class SearchHitOut(BaseModel):
+    """One search result, best first."""
+
+    name: str
+    path: str
+    line: int
+    description: str
+    language: str
+    score: float
+    snippet: str
+
+
+class SearchTouchpointsResult(BaseModel):
+    """Search results ranked by bm25."""
+
+    hits: list[SearchHitOut]
+
+
+class ContextLocation(BaseModel):
+    """The code around one location of a touchpoint."""
+
+    path: str
+    line: int
+    language: str
+    description: str
+    cell: int | None = None
+    start_line: int | None = None
+    end_line: int | None = None
+    code: str | None = None
+    error: str | None = None
+
+
+class GetContextResult(BaseModel):
+    """Every location of one touchpoint with the code around it."""
+
+    name: str
+    locations: list[ContextLocation]
+    truncated: bool
+    note: str | None = None
+    cached: bool
+
+
+class EmitEventResult(BaseModel):
+    """Outcome of an emitted event."""
+
+    stored: bool = Field(description="False when an event with the same id was already in the log.")
+    id: str | None
+    position: int | None
+    type: str
+    failed_handlers: list[str] = Field(
+        default_factory=list, description="Handlers in this server that failed on the event (see event.failed)."
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _state(ctx: Context[Any, Any]) -> ServerState:
+    return ctx.request_context.lifespan_context  # type: ignore[no-any-return]
+
+
+async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a blocking runtime call in a worker thread, turning eventsync errors into tool errors."""
+    try:
+        return await anyio.to_thread.run_sync(lambda: function(*args, **kwargs))
+    except EventsyncError as exc:
+        raise ToolError(str(exc)) from exc
+
+
+def _fit(items: list[Any], budget: int = MAX_RESULT_CHARS) -> int:
+    """Return how many leading items fit in ``budget`` characters of JSON (at least one)."""
+    used = 0
+    for count, item in enumerate(items):
+        used += len(jsoncodec.dumps(item)) + 1
+        if used > budget and count > 0:
+            return count
+    return len(items)
+
+
+def _load_extra_modules(state: ServerState) -> None:
+    """Call each ``module:function`` named in ``EVENTSYNC_MODULES`` with the bus and runtime."""
+    spec = os.environ.get("EVENTSYNC_MODULES", "")
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        module_name, _, attribute = entry.partition(":")
+        try:
+            setup = getattr(importlib.import_module(module_name), attribute or "setup")
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"cannot load module {entry!r} from EVENTSYNC_MODULES: {exc}; use 'package.module:function'"
+            ) from exc
+        setup(state.bus, state.runtime)
+        logger.info("loaded module %s", entry)
+
+
+async def _tail(state: ServerState, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Keep projections and local subscribers up to date with the log."""
+    task_status.started()
+    idle_since = anyio.current_time()
+    last_head = -1
+    while True:
+        try:
+            await anyio.to_thread.run_sync(state.runtime.catch_up)
+            await state.bus.dispatch_pending()
+            head = await anyio.to_thread.run_sync(state.runtime.log.head)
+            if head != last_head:
+                last_head, idle_since = head, anyio.current_time()
+            elif anyio.current_time() - idle_since > IDLE_WAL_CHECKPOINT:
+                await anyio.to_thread.run_sync(state.runtime.log.checkpoint_wal)
+                idle_since = anyio.current_time()
+        except EventsyncError as exc:
+            # Contained on purpose: a locked or briefly unreadable log must not stop the server.
+            logger.error("tailer: %s; retrying", exc)
+            await anyio.sleep(1.0)
+        await anyio.sleep(TAIL_INTERVAL)
+
+
+# -- server ------------------------------------------------------------------------------
+
+
+def create_server(root: str | None = None) -> MCPServer[ServerState]:
+    """Build the eventsync MCP server for the project at ``root`` (default: detected)."""
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
+        runtime = await anyio.to_thread.run_sync(lambda: Runtime(root))
+        bus = EventBus(runtime.log, source="mcp")
+        state = ServerState(runtime=runtime, bus=bus, session_id=os.environ.get("CLAUDE_CODE_SESSION_ID") or None)
+        _load_extra_modules(state)
+        logger.info("eventsync %s serving project %s (log %s)", __version__, runtime.root, runtime.log.path)
+        try:
+            async with anyio.create_task_group() as group:
+                await group.start(bus.run)
+                await group.start(_tail, state)
+                yield state
+                group.cancel_scope.cancel()
+        finally:
+            runtime.close()
+            logger.info("eventsync server stopped")
+
+    server: MCPServer[ServerState] = MCPServer(
+        "eventsync", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
+    )
+    _register_tools(server)
+    return server
+
+
+def _register_tools(server: MCPServer[ServerState]) -> None:
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    @server.tool(annotations=read_only)
+    async def query_events(
+        ctx: Context[Any, Any],
+        type: list[str] | str | None = None,
+        source: str | None = None,
+        session_id: str | None = None,
+        correlation_id: str | None = None,
+        since_position: int | None = None,
+        until_position: int | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+        order: str = "desc",
+    ) -> QueryEventsResult:
+        """Query the event log, newest first by default.
+
+        type: exact types or patterns ('file.saved', 'touchpoint.*', 'task.>'). since/until: ISO 8601
+        UTC timestamps. since_position/until_position: exclusive log positions. order: 'desc' or 'asc'.
+        limit: at most 500. Pass next_cursor back as cursor for the next page.
+        """
+        if order not in ("asc", "desc"):
+            raise ToolError(f"invalid order {order!r}: use 'asc' or 'desc'")
+        types = (type,) if isinstance(type, str) else tuple(type or ())
+        query = EventFilter(
+            types=types, source=source, session_id=session_id, correlation_id=correlation_id,
+            after=since_position, before=until_position, since=since, until=until,
+        )
+        page = await _call(_state(ctx).runtime.query_events, query, limit=limit, cursor=cursor,
+                           descending=order == "desc")
+        items = [event.to_dict() for event in page.events]
+        kept = _fit(items)
+        next_cursor = page.events[kept - 1].position if kept < len(items) else page.next_cursor
+        return QueryEventsResult(
+            events=[Event.model_validate(item) for item in items[:kept]], total=page.total, next_cursor=next_cursor
+        )
+
+    @server.tool(annotations=read_only)
+    async def list_touchpoints(
+        ctx: Context[Any, Any], name: str | None = None, file: str | None = None, limit: int = 200, offset: int = 0
+    ) -> ListTouchpointsResult:
+        """List @touchpoint locations, optionally for one exact name and/or one file (project-relative path)."""
+        limit = max(1, min(limit, 1000))
+        rows, total = await _call(_state(ctx).runtime.list_touchpoints, name=name, path=file, limit=limit,
+                                  offset=max(0, offset))
+        items = [row.to_dict() for row in rows]
+        kept = _fit(items)
+        next_offset = offset + kept if offset + kept < total else None
+        return ListTouchpointsResult(
+            touchpoints=[TouchpointOut(**item) for item in items[:kept]], total=total, next_offset=next_offset
+        )
+
+    @server.tool(annotations=read_only)
+    async def search_touchpoints(ctx: Context[Any, Any], query: str, limit: int = 20) -> SearchTouchpointsResult:
+        """Full-text search over touchpoint names, descriptions and paths; the last word matches as a prefix."""
+        hits = await _call(_state(ctx).runtime.search_touchpoints, query, limit=max(1, min(limit, 100)))
+        return SearchTouchpointsResult(hits=[SearchHitOut(**hit.to_dict()) for hit in hits])
+
+    @server.tool(annotations=read_only)
+    async def get_context(ctx: Context[Any, Any], name: str) -> GetContextResult:
+        """Return the code around every location of the touchpoint `name`, ordered by file and line."""
+        body = await _call(_state(ctx).runtime.get_context, name)
+        return GetContextResult.model_validate(body)
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    async def emit_event(
+        ctx: Context[Any, Any], type: str, payload: dict[str, Any] | None = None
+    ) -> EmitEventResult:
+        """Append an event to the project's log (type: dotted lower-case, e.g. 'note.added'); other sessions see it."""
+        state = _state(ctx)
+        try:
+            stored = await state.bus.publish(type, payload or {}, source="mcp", session_id=state.session_id)
+        except EventsyncError as exc:
+            raise ToolError(str(exc)) from exc
+        if stored is None:
+            return EmitEventResult(stored=False, id=None, position=None, type=type)
+
+        with anyio.move_on_after(EMIT_SETTLE_SECONDS):
+            await state.bus.wait_idle()
+        failures = await _call(
+            state.runtime.log.query, EventFilter(types=("event.failed",), after=stored.position), limit=100
+        )
+        failed = sorted({
+            str(event.payload.get("handler")) for event in failures.events
+            if event.metadata.get("causation_id") == stored.id and event.payload.get("handler")
+        })
+        return EmitEventResult(stored=True, id=stored.id, position=stored.position, type=type, failed_handlers=failed)
