@@ -17,7 +17,8 @@ import os
 
 from mcp_server import inbox, jsoncodec, paths
 from mcp_server.errors import InvalidEventError
-from mcp_server.store.sqlite import SQLiteEventLog, validate_event
+from mcp_server.store.base import validate_event
+from mcp_server.store.sqlite import SQLiteEventLog
 
 __all__ = ["INGEST_BATCH", "ingest_pending"]
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_server.store.base import StoredEvent
+from mcp_server.store.sqlite import fts_query
 
 __all__ = ["SearchHit", "SearchIndex", "fts_query"]
 
@@ -45,20 +46,6 @@ class SearchHit:
             "score": round(self.score, 4),
             "snippet": self.snippet,
         }
-
-
-def fts_query(text: str) -> str:
-    """Turn free text into an FTS5 query: every word must match, the last one as a prefix.
-
-    Words are quoted, so FTS5 operators and punctuation in the input are taken
-    literally instead of failing as syntax errors.
-    """
-    words = [word.replace('"', '""') for word in text.split() if word.strip('"')]
-    if not words:
-        return ""
-    terms = [f'"{word}"' for word in words[:-1]]
-    terms.append(f'"{words[-1]}"*')
-    return " ".join(terms)
 
 
 class SearchIndex:
