@@ -1,0 +1,179 @@
+"""The contract every event-log backend keeps, run against each backend.
+
+Add a backend to ``BACKENDS`` and it must pass every test here unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mcp_server.errors import ClosedError, InvalidEventError
+from mcp_server.events import make_event
+from mcp_server.store.base import EventFilter, EventLog
+from mcp_server.store.memory import MemoryEventLog
+from mcp_server.store.sqlite import SQLiteEventLog
+
+BACKENDS: dict[str, Callable[[Path], EventLog]] = {
+    "memory": lambda folder: MemoryEventLog(),
+    "sqlite": lambda folder: SQLiteEventLog(str(folder / "events.db")),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
+    opened = BACKENDS[request.param](tmp_path)
+    yield opened
+    opened.close()
+
+
+def _event(event_type: str = "file.saved", **payload: object) -> dict:
+    return make_event(event_type, dict(payload), source="test", session_id=str(payload.get("session", "s1")))
+
+
+def test_positions_increase(log: EventLog) -> None:
+    stored = log.append([_event(path=f"f{i}") for i in range(5)])
+
+    assert [event.position for event in stored] == [1, 2, 3, 4, 5]
+    assert log.head() == 5
+
+
+def test_append_idempotent_on_id(log: EventLog) -> None:
+    event = _event(path="a")
+
+    first = log.append([event])
+    second = log.append([event])
+
+    assert len(first) == 1
+    assert second == []
+    assert log.head() == 1
+
+
+def test_batch_is_atomic(log: EventLog) -> None:
+    good = _event(path="a")
+    bad = {**_event(path="b"), "type": "Not A Type"}
+
+    with pytest.raises(InvalidEventError, match="invalid event type 'Not A Type'"):
+        log.append([good, bad])
+
+    assert log.head() == 0
+
+
+def test_read_after_position(log: EventLog) -> None:
+    log.append([_event(path=str(i)) for i in range(10)])
+
+    after = log.read_after(7)
+
+    assert [event.position for event in after] == [8, 9, 10]
+    assert after[0].payload == {"path": "7", }
+
+
+def test_read_after_filters_types(log: EventLog) -> None:
+    log.append([_event("file.saved", path="a"), _event("task.created"), _event("task.done.late")])
+
+    assert [e.type for e in log.read_after(0, types=("task.*",))] == ["task.created"]
+    assert [e.type for e in log.read_after(0, types=("task.>",))] == ["task.created", "task.done.late"]
+    assert [e.type for e in log.read_after(0, types=(">",))] == ["file.saved", "task.created", "task.done.late"]
+
+
+def test_query_filters(log: EventLog) -> None:
+    a = make_event("file.saved", {"path": "a"}, source="hook", session_id="s1")
+    b = make_event("file.saved", {"path": "b"}, source="mcp", session_id="s2")
+    c = make_event("note.added", {"text": "x"}, source="mcp", session_id="s2")
+    log.append([a, b, c])
+
+    assert log.query(EventFilter(types=("file.saved",))).total == 2
+    assert [e.id for e in log.query(EventFilter(source="mcp")).events] == [c["id"], b["id"]]
+    assert [e.id for e in log.query(EventFilter(session_id="s1")).events] == [a["id"]]
+    assert [e.id for e in log.query(EventFilter(correlation_id=b["id"])).events] == [b["id"]]
+    assert [e.position for e in log.query(EventFilter(after=1, before=3)).events] == [2]
+    assert log.query(EventFilter(since=b["timestamp"])).total >= 2
+    assert log.query(EventFilter(until="1999-01-01T00:00:00.000000Z")).total == 0
+    assert [e.id for e in log.query(EventFilter(payload_equals=(("path", "b"),))).events] == [b["id"]]
+    assert log.query(EventFilter(types=("nothing.here",))).total == 0
+
+
+def test_query_pages_with_cursor(log: EventLog) -> None:
+    log.append([_event(path=str(i)) for i in range(7)])
+
+    first = log.query(EventFilter(), limit=3)
+    second = log.query(EventFilter(), limit=3, cursor=first.next_cursor)
+    third = log.query(EventFilter(), limit=3, cursor=second.next_cursor)
+
+    assert [e.position for e in first.events] == [7, 6, 5]
+    assert [e.position for e in second.events] == [4, 3, 2]
+    assert [e.position for e in third.events] == [1]
+    assert third.next_cursor is None
+    assert first.total == 7
+
+
+def test_query_ascending(log: EventLog) -> None:
+    log.append([_event(path=str(i)) for i in range(4)])
+
+    page = log.query(EventFilter(), limit=2, descending=False)
+
+    assert [e.position for e in page.events] == [1, 2]
+    assert [e.position for e in log.query(EventFilter(), limit=2, cursor=page.next_cursor, descending=False).events] == [3, 4]
+
+
+def test_query_rejects_bad_pattern(log: EventLog) -> None:
+    with pytest.raises(InvalidEventError, match="invalid type pattern 'file.>.x'"):
+        log.query(EventFilter(types=("file.>.x",)))
+
+
+def test_payload_too_large_rejected(log: EventLog) -> None:
+    with pytest.raises(InvalidEventError, match="over the 262144-byte limit"):
+        log.append([_event(blob="x" * 300_000)])
+
+
+def test_query_rejects_unindexed_field(log: EventLog) -> None:
+    with pytest.raises(InvalidEventError, match="cannot filter on payload field 'colour': it has no index"):
+        log.query(EventFilter(payload_equals=(("colour", "red"),)))
+
+
+def test_query_text(log: EventLog) -> None:
+    log.append([_event("note.added", text="deploy the checkout service"), _event("note.added", text="lunch")])
+
+    assert log.query(EventFilter(text="checkout")).total == 1
+    assert log.query(EventFilter(text="check")).total == 1
+    assert log.query(EventFilter(text="deploy service")).total == 1
+    assert log.query(EventFilter(text="nothing")).total == 0
+
+
+def test_checkpoints_commit_atomically(log: EventLog) -> None:
+    log.append([_event(path="a"), _event(path="b")])
+    with log.transaction() as transaction:
+        log.set_checkpoint(transaction, "consumer", 1)
+
+    with pytest.raises(RuntimeError):
+        with log.transaction() as transaction:
+            log.append_in(transaction, [_event(path="c")])
+            log.set_checkpoint(transaction, "consumer", 2)
+            raise RuntimeError("crash before commit")
+
+    assert log.checkpoint("consumer") == 1
+    assert log.checkpoints() == {"consumer": 1}
+    assert log.head() == 2
+
+
+def test_get_by_id(log: EventLog) -> None:
+    event = _event(path="a")
+    log.append([event])
+
+    assert log.get(event["id"]).payload == {"path": "a"}
+    assert log.get("missing") is None
+
+
+def test_iterate_reads_everything(log: EventLog) -> None:
+    log.append([_event(path=str(i)) for i in range(12)])
+
+    assert [event.position for event in log.iterate(batch=5)] == list(range(1, 13))
+
+
+def test_closed_log_rejects_use(log: EventLog) -> None:
+    log.close()
+
+    with pytest.raises(ClosedError, match="closed"):
+        log.head()
