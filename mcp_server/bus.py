@@ -44,7 +44,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from mcp_server import subjects
 from mcp_server.errors import ClosedError
-from mcp_server.events import causation_depth, make_event
+from mcp_server.events import MAX_CAUSATION_DEPTH, causation_depth, make_event
 from mcp_server.store.base import StoredEvent
 from mcp_server.store.sqlite import SQLiteEventLog
 
@@ -54,8 +54,7 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[StoredEvent], Awaitable[None] | None]
 
-DEFAULT_MAX_DEPTH = 16
-"""Maximum causation chain length; a cycle of handlers stops after this many hops."""
+DEFAULT_MAX_DEPTH = MAX_CAUSATION_DEPTH
 
 DEFAULT_QUEUE_SIZE = 1000
 """Events buffered per subscription before the dispatcher waits."""
@@ -206,6 +205,50 @@ class EventBus:
         return stored
 
     emit = publish
+
+    async def publish_many(
+        self, events: Sequence[tuple[str, dict[str, Any]]], *, source: str | None = None, session_id: str | None = None
+    ) -> list[StoredEvent]:
+        """Append several ``(type, payload)`` events in one transaction, then dispatch them.
+
+        Either all are stored or none is. Returns the events that were new.
+
+        Raises:
+            InvalidEventError: a type or payload is invalid; nothing is stored.
+        """
+        cause = current_event.get()
+        if cause is not None and causation_depth(cause) + 1 > self.max_depth:
+            self._record_depth_cut(events[0][0] if events else "?", cause)
+            return []
+        batch = [
+            make_event(event_type, payload, source=source or self.source, session_id=session_id, cause=cause)
+            for event_type, payload in events
+        ]
+        stored = self.log.append(batch)
+        await self.dispatch_pending()
+        return stored
+
+    def _lag(self, subscription: Subscription, head: int) -> int:
+        """Positions between the head and what ``subscription`` has handled or had no interest in."""
+        undispatched = max(0, head - self._dispatched)
+        if subscription.stats.pending == 0:
+            return undispatched
+        return undispatched + max(0, self._dispatched - subscription.stats.last_position)
+
+    def statistics(self) -> list[dict[str, Any]]:
+        """Return per-subscription counts: delivered, failed, pending, and lag in positions behind the head."""
+        head = self.log.head()
+        return [
+            {
+                "name": subscription.name,
+                "patterns": list(subscription.patterns),
+                "delivered": subscription.stats.delivered,
+                "failed": subscription.stats.failed,
+                "pending": subscription.stats.pending,
+                "lag": self._lag(subscription, head),
+            }
+            for subscription in self._subscriptions
+        ]
 
     def _record_depth_cut(self, event_type: str, cause: StoredEvent) -> None:
         logger.warning(

@@ -70,9 +70,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
         _print_json([event.to_dict() for event in page.events])
         return 0
     for event in page.events:
-        detail = event.payload.get("path") or event.payload.get("name") or event.payload.get("command") or ""
-        session = event.metadata.get("session_id") or "-"
-        print(f"{event.position:>8}  {event.timestamp}  {event.type:<24} {event.source:<20} {session:<12.12} {detail}")
+        print(_format_event(event))
     shown = f"{len(page.events)} of {page.total} events"
     print(shown + (f"; next page: --cursor {page.next_cursor}" if page.next_cursor else ""), file=sys.stderr)
     return 0
@@ -131,6 +129,86 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     runtime = _runtime(args)
     rebuilt = runtime.rebuild(args.module)
     print(f"rebuilt {', '.join(rebuilt)} from {runtime.log.head()} events")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    stats = _runtime(args).statistics()
+    if args.json:
+        _print_json(stats)
+        return 0
+    sizes = stats["size_bytes"]
+    print(f"project      {stats['project']}")
+    print(f"log          {stats['log']} ({sizes['database'] / 1e6:.1f} MB, WAL {sizes['wal'] / 1e6:.1f} MB)")
+    print(f"head         {stats['head']} events; {stats['inbox_pending']} waiting in the inbox")
+    print(f"failures     {stats['failed_events']} event.failed, {stats['parked_events']} parked")
+    print(f"{'consumer':<14} {'checkpoint':>10} {'lag':>8} {'failed':>7} {'parked':>7}  lease")
+    for consumer in stats["consumers"]:
+        print(f"{consumer['name']:<14} {consumer['checkpoint']:>10} {consumer['lag']:>8} {consumer['failed']:>7} "
+              f"{consumer['parked']:>7}  {consumer['lease_holder'] or '-'}")
+    return 0
+
+
+def _format_event(event: Any) -> str:
+    detail = event.payload.get("path") or event.payload.get("name") or event.payload.get("command") or ""
+    session = event.metadata.get("session_id") or "-"
+    return f"{event.position:>8}  {event.timestamp}  {event.type:<24} {event.source:<20} {session:<12.12} {detail}"
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    import time
+
+    from mcp_server.store.base import EventFilter
+
+    runtime = _runtime(args)
+    page = runtime.query_events(EventFilter(types=tuple(args.type or ())), limit=args.lines)
+    for event in reversed(page.events):
+        print(_format_event(event), flush=True)
+    position = runtime.log.head()
+    while args.follow:
+        time.sleep(args.interval)
+        events = runtime.query_events(EventFilter(types=tuple(args.type or ()), after=position), limit=500,
+                                      descending=False).events
+        for event in events:
+            print(_format_event(event), flush=True)
+            position = event.position
+    return 0
+
+
+def _cmd_parked(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    if args.replay:
+        outcomes = runtime.replay_parked(args.replay, args.module)
+        if args.json:
+            _print_json(outcomes)
+        for outcome in outcomes:
+            state = "replayed" if outcome["replayed"] else "failed again; still parked"
+            print(f"{outcome['module']}: {outcome['event_id']} {state}")
+        return 0 if all(outcome["replayed"] for outcome in outcomes) else 1
+    entries = runtime.parked(args.module)
+    if args.json:
+        _print_json(entries)
+        return 0
+    for entry in entries:
+        print(f"{entry['consumer']:<14} {entry['position']:>8} {entry['event_id']} {entry['event_type']:<20} "
+              f"attempts {entry['attempts']}: {entry['error']}")
+    print(f"{len(entries)} parked events", file=sys.stderr)
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    count = _runtime(args).replay(args.module, args.start, args.end)
+    print(f"replayed {count} events into {args.module}")
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from mcp_server.retention import RetentionRule
+
+    rule = RetentionRule(type=args.type, max_age_days=args.older_than_days, max_count=args.keep,
+                         keep_latest_per=args.keep_latest_per)
+    deleted = _runtime(args).prune([rule])
+    print(f"deleted {sum(deleted.values())} events of {args.type}")
     return 0
 
 
@@ -201,6 +279,35 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("module", help="touchpoints, search or context")
     rebuild.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
 
+    stats = command("stats", _cmd_stats, "log size, head position, and per-module lag, failures and parked events")
+    _add_query_options(stats)
+
+    tail = command("tail", _cmd_tail, "print the newest events, and with -f keep printing new ones")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing events as they arrive")
+    tail.add_argument("--type", action="append", help="type or pattern to show; repeatable")
+    tail.add_argument("-n", "--lines", type=int, default=10, help="events to show first (default 10)")
+    tail.add_argument("--interval", type=float, default=0.5, help="seconds between checks with -f (default 0.5)")
+    tail.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
+
+    parked = command("parked", _cmd_parked, "list events a module gave up on, or replay one")
+    parked.add_argument("--module", help="only this module (touchpoints, search, context, ...)")
+    parked.add_argument("--replay", metavar="EVENT_ID", help="handle this parked event again")
+    _add_query_options(parked)
+
+    replay = command("replay", _cmd_replay, "re-deliver a range of the log to one module without moving its checkpoint")
+    replay.add_argument("module", help="module name, as listed by 'eventsync stats'")
+    replay.add_argument("--from", dest="start", type=int, default=0, help="start after this position (default 0)")
+    replay.add_argument("--to", dest="end", type=int, help="stop at this position (default: the head)")
+    replay.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
+
+    prune = command("prune", _cmd_prune, "delete old events of one type; unprocessed events are never deleted")
+    prune.add_argument("--type", required=True, help="type or pattern, e.g. file.saved")
+    prune.add_argument("--older-than-days", type=float, help="delete events older than this many days")
+    prune.add_argument("--keep", type=int, help="keep only the newest N events of the type")
+    prune.add_argument("--keep-latest-per", help="with --older-than-days: keep the newest event per value of this "
+                       "payload field (path, name, ...)")
+    prune.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
+
     command("demo", _cmd_demo, "feed recorded Claude Code payloads through the hook and query the MCP server")
     return parser
 
@@ -217,5 +324,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EventsyncError as exc:
         print(f"eventsync: error: {exc}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
+    except (BrokenPipeError, KeyboardInterrupt):
         return 0

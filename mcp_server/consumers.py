@@ -6,40 +6,84 @@ index, the context cache) in tables of the log's own database. The
 event, commits the projection's writes, the events it emits and its new
 checkpoint in **one transaction**. That gives an exactly-once effect:
 
-* after a crash the consumer resumes from its checkpoint, and nothing it
-  committed is applied twice;
-* several processes may run the same consumer (two servers and the CLI on one
-  project): each transaction first checks that the checkpoint is still the
-  one it started from, and if another process moved it, drops its work and
-  reads again. Work done outside the transaction (:meth:`Projection.prepare`,
-  which may read files) is the only thing ever repeated.
+* After a crash the consumer resumes from its checkpoint, and nothing it
+  committed is applied twice.
+* Only one process runs a given consumer at a time: the runner holds a lease
+  in the database, renewed while it works. The lease expires
+  :data:`LEASE_SECONDS` after its holder stops renewing it, or at once when
+  the holder is a process on this host that no longer exists. A process that
+  finds the lease taken waits until the holder has caught up. As a second
+  guard, each transaction checks that the checkpoint is still the one it
+  started from.
+
+What a handler may assume: events arrive in log order; ``prepare`` may run
+again for the same event (after a retry or a lost lease), so it must have no
+side effects; ``apply`` runs inside the transaction and must only write the
+projection's own tables.
+
+Failures: when ``prepare`` or ``apply`` raises, the runner records
+``event.failed`` (with the attempt number). Errors that may pass (an I/O
+error, a busy database, a timeout) are retried after a short backoff; after
+:data:`MAX_ATTEMPTS` attempts, or at once for any other error (a bad payload
+fails the same way every time), the event is **parked**: recorded in the
+``parked`` table and skipped, and the consumer moves on. Parked events can be
+listed and replayed (``eventsync parked``, the ``parked_events`` tool).
+
+Batching: when several events in one read carry the same
+:meth:`Projection.coalesce_key` (bursts of saves of one file), only the last
+is handled; the log keeps every one of them.
 
 A projection whose ``version`` differs from the one recorded in the database
 is dropped, recreated and rebuilt from position 0; so is one reset by
 ``eventsync rebuild``. While it replays events it had already seen, the events
 it would emit are discarded: the log already holds the ones it emitted the
 first time, and a rebuild restores state without announcing history again.
-A handler error does not stop the consumer: the event is recorded as
-``event.failed`` and skipped.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sqlite3
 import threading
+import time
+import uuid
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mcp_server.events import make_event
-from mcp_server.store.base import StoredEvent
+from mcp_server.errors import StoreLockedError
+from mcp_server.events import MAX_CAUSATION_DEPTH, causation_depth, make_event
+from mcp_server.store.base import EventFilter, StoredEvent
 from mcp_server.store.sqlite import SQLiteEventLog
 
-__all__ = ["CATCH_UP_BATCH", "ConsumerRunner", "Projection"]
+__all__ = [
+    "CATCH_UP_BATCH",
+    "LEASE_SECONDS",
+    "MAX_ATTEMPTS",
+    "ConsumerRunner",
+    "ConsumerStatistics",
+    "Projection",
+]
 
 logger = logging.getLogger(__name__)
 
 CATCH_UP_BATCH = 200
 """Events read per query while catching up; each is still committed on its own."""
+
+LEASE_SECONDS = 15.0
+"""How long a consumer's lease lasts without renewal; the runner renews it after every event."""
+
+MAX_ATTEMPTS = 3
+"""Attempts at one event before it is parked."""
+
+RETRY_DELAYS = (0.05, 0.25)
+"""Seconds to wait before the second and third attempts; short, because catch-up blocks readers."""
+
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, StoreLockedError, sqlite3.OperationalError)
+"""Errors that may not happen again; any other error parks the event after its first attempt."""
+
+_LEASE_POLL = 0.02
 
 
 class Projection(Protocol):
@@ -64,22 +108,63 @@ class Projection(Protocol):
         """Write the state change for ``event`` and return the events to emit (wire form)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerStatistics:
+    """Progress and failure counts of one durable consumer."""
+
+    name: str
+    checkpoint: int
+    lag: int
+    failed: int
+    parked: int
+    handled: int
+    coalesced: int
+    lease_holder: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the statistics as a plain dictionary."""
+        return {
+            "name": self.name, "checkpoint": self.checkpoint, "lag": self.lag, "failed": self.failed,
+            "parked": self.parked, "handled": self.handled, "coalesced": self.coalesced,
+            "lease_holder": self.lease_holder,
+        }
+
+
 class _CheckpointMoved(Exception):
     """Another process advanced the checkpoint while this one prepared its work."""
 
 
-class ConsumerRunner:
-    """Runs projections against a log, one transaction per event."""
+class _HandlerFailed(Exception):
+    """``prepare`` or ``apply`` raised; carries the original error."""
 
-    def __init__(self, log: SQLiteEventLog, *, source: str = "consumer") -> None:
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _coalesce_key(projection: Projection, event: StoredEvent) -> str | None:
+    method = getattr(projection, "coalesce_key", None)
+    return method(event) if method is not None else None
+
+
+class ConsumerRunner:
+    """Runs projections against a log, one transaction per event, one process per consumer."""
+
+    def __init__(self, log: SQLiteEventLog, *, lease_seconds: float = LEASE_SECONDS) -> None:
         self.log = log
-        self.source = source
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = lease_seconds
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._handled: dict[str, int] = {}
+        self._coalesced: dict[str, int] = {}
+        self._held: set[str] = set()
 
     def _lock(self, name: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(name, threading.Lock())
+
+    # -- lifecycle of a projection ---------------------------------------------------------
 
     def ensure(self, projection: Projection) -> bool:
         """Create the projection's tables, or rebuild them if its version changed; return True if reset."""
@@ -96,7 +181,7 @@ class ConsumerRunner:
             return True
 
     def reset(self, projection: Projection) -> None:
-        """Drop the projection's state and checkpoint so the next catch-up rebuilds it from the log."""
+        """Drop the projection's state, checkpoint and parked events so the next catch-up rebuilds it."""
         with self.log.transaction() as connection:
             self._reset_in(connection, projection)
 
@@ -104,14 +189,33 @@ class ConsumerRunner:
         head = int(connection.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
         projection.drop(connection)
         projection.create(connection)
+        connection.execute("DELETE FROM parked WHERE consumer = ?", (projection.name,))
         self.log.set_projection(connection, projection.name, projection.version, replay_until=head)
         self.log.set_checkpoint(connection, projection.name, 0)
 
+    def release(self) -> None:
+        """Give up every lease this runner holds (call on shutdown)."""
+        for name in list(self._held):
+            self.log.release_lease(name, self.holder)
+            self._held.discard(name)
+
+    # -- catching up -----------------------------------------------------------------------
+
     def catch_up(self, projection: Projection) -> int:
-        """Apply every event up to the current head; return how many matching events were handled."""
+        """Bring ``projection`` up to the current head; return how many events this process handled.
+
+        When another process holds the lease, wait until it has caught up to
+        the head seen on entry (or its lease lapses and this process takes over).
+        """
+        target = self.log.head()
         with self._lock(projection.name):
             handled = 0
             while True:
+                if not self._take_lease(projection.name):
+                    if self.log.checkpoint(projection.name) >= target:
+                        return handled
+                    time.sleep(_LEASE_POLL)
+                    continue
                 try:
                     count, finished = self._step(projection)
                 except _CheckpointMoved:
@@ -119,6 +223,13 @@ class ConsumerRunner:
                 handled += count
                 if finished:
                     return handled
+
+    def _take_lease(self, name: str) -> bool:
+        if self.log.acquire_lease(name, self.holder, self.lease_seconds):
+            self._held.add(name)
+            return True
+        self._held.discard(name)
+        return False
 
     def _step(self, projection: Projection) -> tuple[int, bool]:
         start = self.log.checkpoint(projection.name)
@@ -131,16 +242,36 @@ class ConsumerRunner:
             for event in self.log.read_after(start, limit=CATCH_UP_BATCH, types=projection.subscriptions)
             if event.position <= head
         ]
+        superseded = self._superseded(projection, batch)
         expected = start
+        handled = 0
         for event in batch:
+            if event.id in superseded:
+                self._coalesced[projection.name] = self._coalesced.get(projection.name, 0) + 1
+                continue
             self._handle(projection, event, expected)
             expected = event.position
+            handled += 1
+            self.log.acquire_lease(projection.name, self.holder, self.lease_seconds)
 
         if len(batch) < CATCH_UP_BATCH:
             if head > expected:
                 self._advance(projection.name, expected, head)
-            return len(batch), True
-        return len(batch), False
+            return handled, True
+        if batch[-1].position > expected:
+            self._advance(projection.name, expected, batch[-1].position)
+        return handled, False
+
+    @staticmethod
+    def _superseded(projection: Projection, batch: list[StoredEvent]) -> set[str]:
+        """Return ids of events that a later event in the batch with the same coalesce key replaces."""
+        last_by_key: dict[str, str] = {}
+        for event in batch:
+            key = _coalesce_key(projection, event)
+            if key is not None:
+                last_by_key[key] = event.id
+        keep = set(last_by_key.values())
+        return {event.id for event in batch if _coalesce_key(projection, event) is not None and event.id not in keep}
 
     def _advance(self, name: str, expected: int, position: int) -> None:
         with self.log.transaction() as connection:
@@ -149,46 +280,153 @@ class ConsumerRunner:
             self.log.set_checkpoint(connection, name, position)
 
     def _handle(self, projection: Projection, event: StoredEvent, expected: int) -> None:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                self._attempt(projection, event, expected)
+                self._handled[projection.name] = self._handled.get(projection.name, 0) + 1
+                return
+            except _HandlerFailed as failure:
+                last = attempt == MAX_ATTEMPTS or not isinstance(failure.error, RETRYABLE_ERRORS)
+                self._record_failure(projection, event, expected, failure.error, attempt, park=last)
+                if last:
+                    return
+                time.sleep(RETRY_DELAYS[min(attempt - 1, len(RETRY_DELAYS) - 1)])
+
+    def _attempt(self, projection: Projection, event: StoredEvent, expected: int | None) -> None:
+        """Prepare and apply ``event`` in one transaction; with ``expected`` None the checkpoint is left alone."""
         try:
             prepared = projection.prepare(event)
-        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the consumer
-            self._skip_failed(projection, event, expected, exc)
-            return
+        except Exception as exc:  # noqa: BLE001 - turned into event.failed by the caller
+            raise _HandlerFailed(exc) from exc
 
-        try:
-            with self.log.transaction() as connection:
-                if self.log.checkpoint(projection.name, connection) != expected:
-                    raise _CheckpointMoved
+        with self.log.transaction() as connection:
+            if expected is not None and self.log.checkpoint(projection.name, connection) != expected:
+                raise _CheckpointMoved
+            try:
                 emitted = projection.apply(connection, event, prepared)
-                if event.position > self.log.replay_until(projection.name, connection):
-                    self.log.append_in(connection, emitted)
+            except Exception as exc:  # noqa: BLE001 - the transaction rolls back; the caller records it
+                raise _HandlerFailed(exc) from exc
+            replaying = expected is None or event.position <= self.log.replay_until(projection.name, connection)
+            if not replaying:
+                self.log.append_in(connection, self._within_depth(projection, event, emitted))
+            if expected is not None:
                 self.log.set_checkpoint(connection, projection.name, event.position)
-        except _CheckpointMoved:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the transaction rolled back; record and move on
-            self._skip_failed(projection, event, expected, exc)
 
-    def _skip_failed(self, projection: Projection, event: StoredEvent, expected: int, exc: BaseException) -> None:
-        error_type = type(exc).__name__
+    @staticmethod
+    def _within_depth(projection: Projection, cause: StoredEvent, emitted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop emitted events past the causation depth limit, recording one ``event.failed`` instead."""
+        if causation_depth(cause) + 1 <= MAX_CAUSATION_DEPTH:
+            return emitted
+        refused = sorted({str(event["type"]) for event in emitted})
+        if not refused:
+            return []
+        logger.warning(
+            "consumer %s: causation depth limit %d reached on %s (%s); dropped %s",
+            projection.name, MAX_CAUSATION_DEPTH, cause.id, cause.type, ", ".join(refused),
+        )
+        return [make_event(
+            "event.failed",
+            {"reason": "causation depth limit", "event_id": cause.id, "event_type": cause.type,
+             "handler": projection.name, "refused_type": refused[0], "depth": causation_depth(cause) + 1,
+             "max_depth": MAX_CAUSATION_DEPTH},
+            source=f"consumer:{projection.name}", cause=cause,
+        )]
+
+    def _record_failure(
+        self, projection: Projection, event: StoredEvent, expected: int, error: BaseException, attempt: int, *, park: bool
+    ) -> None:
+        error_type = type(error).__name__
+        outcome = "parked" if park else "will retry"
         logger.error(
-            "consumer %s failed on event %s (%s): %s: %s; the event is skipped",
-            projection.name, event.id, event.type, error_type, exc,
+            "consumer %s failed on event %s (%s), attempt %d of %d: %s: %s; %s",
+            projection.name, event.id, event.type, attempt, MAX_ATTEMPTS, error_type, error, outcome,
         )
         failure = make_event(
             "event.failed",
-            {
-                "event_id": event.id,
-                "event_type": event.type,
-                "handler": projection.name,
-                "error_type": error_type,
-                "error": f"{error_type}: {exc}",
-                "attempt": 1,
-            },
+            {"event_id": event.id, "event_type": event.type, "handler": projection.name, "error_type": error_type,
+             "error": f"{error_type}: {error}", "attempt": attempt, "parked": park},
             source=f"consumer:{projection.name}",
             cause=event,
         )
         with self.log.transaction() as connection:
             if self.log.checkpoint(projection.name, connection) != expected:
                 raise _CheckpointMoved
-            self.log.append_in(connection, [failure])
-            self.log.set_checkpoint(connection, projection.name, event.position)
+            if event.type != "event.failed":
+                self.log.append_in(connection, [failure])
+            if park:
+                self.log.park(connection, projection.name, event, f"{error_type}: {error}", attempt)
+                self.log.set_checkpoint(connection, projection.name, event.position)
+
+    # -- parked events and replay ----------------------------------------------------------
+
+    def replay_parked(self, projection: Projection, event_id: str) -> bool:
+        """Handle one parked event again; return True when it succeeded and left the parked list.
+
+        Raises:
+            NotFoundError: ``event_id`` is not parked for this projection.
+        """
+        from mcp_server.errors import NotFoundError
+
+        entries = [entry for entry in self.log.parked(projection.name) if entry["event_id"] == event_id]
+        event = self.log.get(event_id)
+        if not entries or event is None:
+            raise NotFoundError(
+                f"event {event_id!r} is not parked for {projection.name!r}; list them with 'eventsync parked'"
+            )
+        with self._lock(projection.name):
+            try:
+                self._attempt(projection, event, None)
+            except _HandlerFailed as failure:
+                attempts = int(entries[0]["attempts"]) + 1  # type: ignore[call-overload]
+                logger.error("replay of parked event %s for %s failed again: %s", event_id, projection.name,
+                             failure.error)
+                with self.log.transaction() as connection:
+                    self.log.park(connection, projection.name, event, f"{type(failure.error).__name__}: "
+                                  f"{failure.error}", attempts)
+                return False
+            with self.log.transaction() as connection:
+                self.log.unpark(connection, projection.name, event_id)
+        return True
+
+    def replay(self, projection: Projection, start: int, end: int) -> int:
+        """Apply events in positions ``(start, end]`` to ``projection`` again; return how many.
+
+        The checkpoint does not move and emitted events are discarded, so a
+        replay only repairs state; it suits deterministic, idempotent projections.
+        """
+        replayed = 0
+        with self._lock(projection.name):
+            position = start
+            while position < end:
+                batch = [e for e in self.log.read_after(position, limit=CATCH_UP_BATCH, types=projection.subscriptions)
+                         if e.position <= end]
+                if not batch:
+                    break
+                for event in batch:
+                    try:
+                        self._attempt(projection, event, None)
+                        replayed += 1
+                    except _HandlerFailed as failure:
+                        logger.error("replay of %s for %s failed: %s", event.id, projection.name, failure.error)
+                position = batch[-1].position
+        return replayed
+
+    # -- statistics ------------------------------------------------------------------------
+
+    def statistics(self, projection: Projection) -> ConsumerStatistics:
+        """Return the checkpoint, lag, failure and parked counts of ``projection``."""
+        checkpoint = self.log.checkpoint(projection.name)
+        failed = self.log.query(
+            EventFilter(types=("event.failed",), payload_equals=(("handler", projection.name),)), limit=1
+        ).total
+        holder = self.log.leases().get(projection.name)
+        return ConsumerStatistics(
+            name=projection.name,
+            checkpoint=checkpoint,
+            lag=max(0, self.log.head() - checkpoint),
+            failed=failed,
+            parked=len(self.log.parked(projection.name)),
+            handled=self._handled.get(projection.name, 0),
+            coalesced=self._coalesced.get(projection.name, 0),
+            lease_holder=holder[0] if holder and holder[1] > time.time() else None,
+        )

@@ -24,6 +24,7 @@ from mcp_server.store.base import StoredEvent
 
 __all__ = [
     "CATALOG",
+    "MAX_CAUSATION_DEPTH",
     "Event",
     "EventMetadata",
     "EventType",
@@ -108,6 +109,10 @@ CATALOG: dict[str, EventType] = _catalog(
     ("event.failed", "bus", "A handler failed on an event (event id and type, handler, error), or a causation chain was cut."),
 )
 """Event types eventsync itself produces. Other dotted lower-case types are accepted too."""
+
+
+MAX_CAUSATION_DEPTH = 16
+"""Longest chain of events caused by handlers; a cycle of handlers stops after this many hops."""
 
 
 def causation_depth(event: StoredEvent | None) -> int:

@@ -20,7 +20,7 @@ from mcp_server.errors import InvalidEventError
 from mcp_server.store.base import validate_event
 from mcp_server.store.sqlite import SQLiteEventLog
 
-__all__ = ["INGEST_BATCH", "ingest_pending"]
+__all__ = ["INGEST_BATCH", "ingest_pending", "pending_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +62,21 @@ def _load_valid(files: list[str], data_dir: str) -> tuple[list[dict[str, object]
     return events, taken
 
 
+def pending_files(root: str, data_dir: str) -> list[str]:
+    """Return the inbox and spill files waiting to be ingested, oldest first."""
+    return sorted(
+        (path for folder in _inbox_dirs(root, data_dir) for path in inbox.pending_files(folder)),
+        key=os.path.basename,
+    )
+
+
 def ingest_pending(log: SQLiteEventLog, root: str, data_dir: str) -> int:
     """Store every event waiting in the inbox and spill folders; return how many were new.
 
     Raises:
         StoreError: the log could not be written; the inbox files stay for the next try.
     """
-    files = sorted(
-        (path for folder in _inbox_dirs(root, data_dir) for path in inbox.pending_files(folder)),
-        key=os.path.basename,
-    )
+    files = pending_files(root, data_dir)
     stored = 0
     for start in range(0, len(files), INGEST_BATCH):
         events, taken = _load_valid(files[start : start + INGEST_BATCH], data_dir)

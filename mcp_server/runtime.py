@@ -19,10 +19,11 @@ from mcp_server import paths
 from mcp_server.consumers import ConsumerRunner, Projection
 from mcp_server.errors import ConfigurationError, InvalidEventError, NotFoundError, StoreError
 from mcp_server.events import make_event
-from mcp_server.ingest import ingest_pending
+from mcp_server.ingest import ingest_pending, pending_files
 from mcp_server.modules.context import ContextCache, build_context
 from mcp_server.modules.search import SearchHit, SearchIndex
 from mcp_server.modules.touchpoints import TouchpointIndex, TouchpointRow
+from mcp_server.retention import RetentionRule, apply_retention
 from mcp_server.store.base import EventFilter, QueryPage, StoredEvent
 from mcp_server.store.sqlite import SQLiteEventLog
 
@@ -75,7 +76,11 @@ class Runtime:
             ) from exc
 
     def close(self) -> None:
-        """Close the log."""
+        """Release this process's consumer leases and close the log."""
+        try:
+            self.runner.release()
+        except StoreError as exc:
+            logger.warning("could not release consumer leases on close: %s; they expire by themselves", exc)
         self.log.close()
 
     def add_projection(self, projection: Projection) -> None:
@@ -109,6 +114,66 @@ class Runtime:
             self._reset_dependents(name)
         self.catch_up()
         return [name, *(projection.name for projection in self._dependents(name))]
+
+    def projection(self, name: str) -> Projection:
+        """Return the projection called ``name``.
+
+        Raises:
+            NotFoundError: no projection has that name.
+        """
+        for projection in self.projections:
+            if projection.name == name:
+                return projection
+        known = ", ".join(sorted(projection.name for projection in self.projections))
+        raise NotFoundError(f"unknown module {name!r}; choose one of: {known}")
+
+    # -- operations: statistics, parked events, replay, retention ------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        """Return log size, head position, and per-consumer lag, failures and parked counts."""
+        self.ingest()
+        return {
+            "project": self.root,
+            "log": self.log.path,
+            "size_bytes": self.log.size_bytes(),
+            "head": self.log.head(),
+            "inbox_pending": len(pending_files(self.root, self.data_dir)),
+            "consumers": [self.runner.statistics(projection).to_dict() for projection in self.projections],
+            "failed_events": self.log.query(EventFilter(types=("event.failed",)), limit=1).total,
+            "parked_events": len(self.log.parked()),
+            "context_cache": self.context_statistics(),
+        }
+
+    def parked(self, module: str | None = None) -> list[dict[str, Any]]:
+        """Return parked events, optionally of one module."""
+        if module is not None:
+            self.projection(module)
+        return self.log.parked(module)
+
+    def replay_parked(self, event_id: str, module: str | None = None) -> list[dict[str, Any]]:
+        """Retry a parked event for every module (or one) that parked it; return the outcome per module.
+
+        Raises:
+            NotFoundError: no module parked that event.
+        """
+        entries = [entry for entry in self.parked(module) if entry["event_id"] == event_id]
+        if not entries:
+            raise NotFoundError(f"event {event_id!r} is not parked; list parked events with 'eventsync parked'")
+        return [
+            {"module": entry["consumer"], "event_id": event_id,
+             "replayed": self.runner.replay_parked(self.projection(str(entry["consumer"])), event_id)}
+            for entry in entries
+        ]
+
+    def replay(self, module: str, start: int, end: int | None = None) -> int:
+        """Re-deliver positions ``(start, end]`` of the log to one module; return how many events."""
+        self.catch_up()
+        return self.runner.replay(self.projection(module), start, self.log.head() if end is None else end)
+
+    def prune(self, rules: list[RetentionRule]) -> dict[str, int]:
+        """Apply retention rules after catching up, so nothing unprocessed is deleted."""
+        self.catch_up()
+        return apply_retention(self.log, rules, consumers=[projection.name for projection in self.projections])
 
     # -- keeping up with the log -------------------------------------------------------
 

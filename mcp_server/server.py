@@ -49,8 +49,8 @@ TAIL_INTERVAL = 0.1
 EMIT_SETTLE_SECONDS = 2.0
 """How long emit_event waits for this server's handlers, so it can report their failures."""
 
-IDLE_WAL_CHECKPOINT = 30.0
-"""Seconds without new events after which the server truncates the WAL file."""
+IDLE_WAL_CHECKPOINT = 5.0
+"""Seconds without new events after which the server truncates the WAL file (about 1 ms when idle)."""
 
 INSTRUCTIONS = """\
 eventsync records every file change in this project as a typed event and keeps an index of \
@@ -260,6 +260,8 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         until_position: int | None = None,
         since: str | None = None,
         until: str | None = None,
+        payload: dict[str, str | int | bool] | None = None,
+        text: str | None = None,
         limit: int = 50,
         cursor: int | None = None,
         order: str = "desc",
@@ -267,8 +269,9 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         """Query the event log, newest first by default.
 
         type: exact types or patterns ('file.saved', 'touchpoint.*', 'task.>'). since/until: ISO 8601
-        UTC timestamps. since_position/until_position: exclusive log positions. order: 'desc' or 'asc'.
-        limit: at most 500. Pass next_cursor back as cursor for the next page.
+        UTC timestamps. since_position/until_position: exclusive log positions. payload: equality on
+        path, name, tool, event_id, event_type or handler. text: words to find in type and payload.
+        order: 'desc' or 'asc'. limit: at most 500. Pass next_cursor back as cursor for the next page.
         """
         if order not in ("asc", "desc"):
             raise ToolError(f"invalid order {order!r}: use 'asc' or 'desc'")
@@ -276,6 +279,7 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         query = EventFilter(
             types=types, source=source, session_id=session_id, correlation_id=correlation_id,
             after=since_position, before=until_position, since=since, until=until,
+            payload_equals=tuple((payload or {}).items()), text=text,
         )
         page = await _call(_state(ctx).runtime.query_events, query, limit=limit, cursor=cursor,
                            descending=order == "desc")
@@ -312,6 +316,23 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         """Return the code around every location of the touchpoint `name`, ordered by file and line."""
         body = await _call(_state(ctx).runtime.get_context, name)
         return GetContextResult.model_validate(body)
+
+    @server.tool(annotations=read_only)
+    async def log_stats(ctx: Context[Any, Any]) -> dict[str, Any]:
+        """Return the log's size and head position, and each module's lag, failures and parked events."""
+        return await _call(_state(ctx).runtime.statistics) | {"subscriptions": _state(ctx).bus.statistics()}
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    async def parked_events(
+        ctx: Context[Any, Any], module: str | None = None, replay: str | None = None
+    ) -> dict[str, Any]:
+        """List events a module gave up on after repeated failures; pass an event id as replay to retry it."""
+        runtime = _state(ctx).runtime
+        if replay is not None:
+            return {"replayed": await _call(runtime.replay_parked, replay, module)}
+        entries = await _call(runtime.parked, module)
+        kept = _fit(entries)
+        return {"parked": entries[:kept], "total": len(entries)}
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
     async def emit_event(

@@ -54,6 +54,14 @@ class ContextCache:
         for table in ("context_cache", "context_files", "context_stats"):
             connection.execute(f"DROP TABLE IF EXISTS {table}")
 
+    @staticmethod
+    def coalesce_key(event: StoredEvent) -> str | None:
+        """Group saves of one file; ``touchpoint.updated`` events stay apart because each names changed touchpoints."""
+        path = event.payload.get("path")
+        if event.type == "touchpoint.updated" or not isinstance(path, str):
+            return None
+        return f"path:{path}"
+
     def prepare(self, event: StoredEvent) -> None:
         """Nothing to prepare: invalidation needs only the event."""
         return None

@@ -68,6 +68,12 @@ class SearchIndex:
         """Drop the FTS5 table."""
         connection.execute("DROP TABLE IF EXISTS touchpoint_search")
 
+    @staticmethod
+    def coalesce_key(event: StoredEvent) -> str | None:
+        """Group events of one file: each copies the file's current rows, so the last one covers the rest."""
+        path = event.payload.get("path")
+        return f"path:{path}" if isinstance(path, str) else None
+
     def prepare(self, event: StoredEvent) -> None:
         """Nothing to prepare: the rows come from the touchpoint index."""
         return None

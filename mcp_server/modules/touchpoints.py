@@ -148,6 +148,12 @@ class TouchpointIndex:
 
     # -- handling --------------------------------------------------------------------
 
+    @staticmethod
+    def coalesce_key(event: StoredEvent) -> str | None:
+        """Group saves of one file: the file is read at processing time, so the last save covers the rest."""
+        path = event.payload.get("path")
+        return f"path:{path}" if isinstance(path, str) else None
+
     def prepare(self, event: StoredEvent) -> _Scan:
         """Read and scan the file the event names.
 

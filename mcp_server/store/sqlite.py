@@ -28,8 +28,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -103,6 +105,21 @@ _MIGRATIONS += (
             "CREATE VIRTUAL TABLE events_text USING fts5(type, payload, tokenize = 'unicode61')",
             "CREATE TABLE events_text_state (indexed_through INTEGER NOT NULL)",
             "INSERT INTO events_text_state VALUES (0)",
+            """CREATE TABLE leases (
+                consumer TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                expires_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+            """CREATE TABLE parked (
+                consumer TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                position INTEGER NOT NULL,
+                event_type TEXT NOT NULL,
+                error TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                parked_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+                PRIMARY KEY (consumer, event_id)
+            ) WITHOUT ROWID""",
         ),
     ),
 )
@@ -143,6 +160,21 @@ def fts_query(text: str) -> str:
     terms = [f'"{word}"' for word in words[:-1]]
     terms.append(f'"{words[-1]}"*')
     return " ".join(terms)
+
+
+def _holder_alive(holder: str) -> bool:
+    """Return False only when ``holder`` names a process on this host that no longer exists."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class SQLiteEventLog(EventLog):
@@ -461,6 +493,113 @@ class SQLiteEventLog(EventLog):
             "version = excluded.version, replay_until = excluded.replay_until",
             (name, version, replay_until),
         )
+
+    # -- leases and parked events -------------------------------------------------------
+
+    def acquire_lease(self, consumer: str, holder: str, seconds: float, *, now: float | None = None) -> bool:
+        """Take or renew ``consumer``'s lease for ``holder``; return False while another live holder has it."""
+        current = time.time() if now is None else now
+        with self.transaction() as connection:
+            row = connection.execute("SELECT holder, expires_at FROM leases WHERE consumer = ?", (consumer,)).fetchone()
+            if row is not None and row[0] != holder and row[1] > current and _holder_alive(str(row[0])):
+                return False
+            connection.execute(
+                "INSERT INTO leases (consumer, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (consumer) DO UPDATE "
+                "SET holder = excluded.holder, expires_at = excluded.expires_at",
+                (consumer, holder, current + seconds),
+            )
+        return True
+
+    def release_lease(self, consumer: str, holder: str) -> None:
+        """Give up ``consumer``'s lease if ``holder`` has it."""
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM leases WHERE consumer = ? AND holder = ?", (consumer, holder))
+
+    def leases(self) -> dict[str, tuple[str, float]]:
+        """Return every lease as ``consumer -> (holder, expires_at)``."""
+        with self._translate_errors("read"):
+            rows = self.connection.execute("SELECT consumer, holder, expires_at FROM leases").fetchall()
+        return {str(name): (str(holder), float(expires)) for name, holder, expires in rows}
+
+    def park(self, connection: sqlite3.Connection, consumer: str, event: StoredEvent, error: str, attempts: int) -> None:
+        """Record ``event`` as parked for ``consumer`` inside the caller's transaction."""
+        connection.execute(
+            "INSERT INTO parked (consumer, event_id, position, event_type, error, attempts) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (consumer, event_id) DO UPDATE SET error = excluded.error, attempts = excluded.attempts",
+            (consumer, event.id, event.position, event.type, error, attempts),
+        )
+
+    def unpark(self, connection: sqlite3.Connection, consumer: str, event_id: str) -> None:
+        """Remove a parked event inside the caller's transaction."""
+        connection.execute("DELETE FROM parked WHERE consumer = ? AND event_id = ?", (consumer, event_id))
+
+    def parked(self, consumer: str | None = None) -> list[dict[str, object]]:
+        """Return parked events, oldest first, optionally of one consumer."""
+        sql = "SELECT consumer, event_id, position, event_type, error, attempts, parked_at FROM parked"
+        parameters: tuple[object, ...] = ()
+        if consumer is not None:
+            sql += " WHERE consumer = ?"
+            parameters = (consumer,)
+        with self._translate_errors("read"):
+            rows = self.connection.execute(sql + " ORDER BY position", parameters).fetchall()
+        keys = ("consumer", "event_id", "position", "event_type", "error", "attempts", "parked_at")
+        return [dict(zip(keys, row)) for row in rows]
+
+    # -- retention -------------------------------------------------------------------
+
+    def delete_events(
+        self,
+        types: Sequence[str],
+        *,
+        protect_after: int,
+        before: str | None = None,
+        keep_latest: int | None = None,
+        keep_latest_per: str | None = None,
+    ) -> int:
+        """Delete events of matching ``types`` at or below position ``protect_after``; return how many.
+
+        ``before`` (a timestamp) limits deletion to older events; ``keep_latest``
+        keeps the newest N of those types; ``keep_latest_per`` keeps the newest
+        event for each value of that payload field. Positions above
+        ``protect_after`` (not yet processed by every durable consumer) are never deleted.
+
+        Raises:
+            InvalidEventError: ``keep_latest_per`` is not an indexed payload field.
+        """
+        EventFilter(payload_equals=((keep_latest_per, None),) if keep_latest_per else ()).validate()
+        type_clauses, type_parameters = self._type_clause(types)
+        type_where = " AND ".join(type_clauses) or "1"
+        clauses = ["position <= ?", type_where]
+        parameters: list[object] = [protect_after, *type_parameters]
+        if before is not None:
+            clauses.append("timestamp < ?")
+            parameters.append(before)
+        if keep_latest is not None:
+            clauses.append(f"position NOT IN (SELECT position FROM events WHERE {type_where} ORDER BY position DESC LIMIT ?)")
+            parameters.extend([*type_parameters, keep_latest])
+        if keep_latest_per is not None:
+            clauses.append(
+                f"position NOT IN (SELECT max(position) FROM events WHERE {type_where} "
+                f"GROUP BY json_extract(payload, '$.{keep_latest_per}'))"
+            )
+            parameters.extend(type_parameters)
+        where = " AND ".join(clauses)
+        with self.transaction() as connection:
+            connection.execute(
+                f"DELETE FROM events_text WHERE rowid IN (SELECT position FROM events WHERE {where})", parameters
+            )
+            deleted = connection.execute(f"DELETE FROM events WHERE {where}", parameters).rowcount
+        return int(deleted)
+
+    def size_bytes(self) -> dict[str, int]:
+        """Return the sizes of the database file and its WAL file in bytes."""
+        sizes = {}
+        for label, suffix in (("database", ""), ("wal", "-wal")):
+            try:
+                sizes[label] = os.path.getsize(self.path + suffix)
+            except OSError:
+                sizes[label] = 0
+        return sizes
 
     # -- maintenance -----------------------------------------------------------------
 

@@ -80,9 +80,11 @@ def test_path_outside_root_fails_event(project: Project, runtime: Runtime) -> No
     _save(runtime, "../outside.py")
     runtime.catch_up()
 
-    [failure] = _types(runtime, "event.failed")
-    assert failure.payload["handler"] == "touchpoints"
-    assert "outside the project root" in failure.payload["error"]
+    failures = [event for event in _types(runtime, "event.failed") if event.payload["handler"] == "touchpoints"]
+    assert len(failures) == 1
+    assert "outside the project root" in failures[0].payload["error"]
+    assert failures[0].payload["parked"] is True
+    assert [entry["event_type"] for entry in runtime.log.parked("touchpoints")] == ["file.saved"]
 
 
 def test_skipped_file_recorded(project: Project, runtime: Runtime) -> None:
