@@ -20,7 +20,12 @@ What a handler may assume:
   ``event.failed`` with reason ``causation depth limit`` is stored, and the
   call returns None. Publishing never waits for delivery, so a handler that
   publishes and awaits cannot deadlock.
-* **Backpressure.** Each subscription has a bounded queue. When it is full the
+* **Time limits.** A coroutine handler gets its limit per event. A plain
+  function runs in a worker thread over a whole batch of events, and the limit
+  covers the batch: Python cannot stop a thread, so on timeout the bus stops
+  waiting and records the unfinished events as failed while the thread runs on.
+* **Backpressure.** Events reach a subscription in batches of up to
+  :data:`DISPATCH_BATCH` through a bounded queue. When it is full the
   dispatcher waits for room, so a slow handler slows delivery to everyone
   behind it but loses nothing; the handler time limit bounds that wait.
 * **Delivery is at most once per process.** Local subscriptions are for
@@ -56,8 +61,11 @@ Handler = Callable[[StoredEvent], Awaitable[None] | None]
 
 DEFAULT_MAX_DEPTH = MAX_CAUSATION_DEPTH
 
+DISPATCH_BATCH = 500
+"""Events read from the log and handed to a subscription at once; one queue operation per batch."""
+
 DEFAULT_QUEUE_SIZE = 1000
-"""Events buffered per subscription before the dispatcher waits."""
+"""Events buffered per subscription (in whole batches) before the dispatcher waits."""
 
 DEFAULT_HANDLER_TIMEOUT = 30.0
 """Seconds one handler call may take before it counts as failed."""
@@ -87,12 +95,17 @@ class Subscription:
     handler: Handler
     timeout: float
     stats: SubscriptionStats = field(default_factory=SubscriptionStats)
-    _send: MemoryObjectSendStream[StoredEvent] | None = None
-    _receive: MemoryObjectReceiveStream[StoredEvent] | None = None
+    _send: MemoryObjectSendStream[list[StoredEvent]] | None = None
+    _receive: MemoryObjectReceiveStream[list[StoredEvent]] | None = None
 
     def accepts(self, event_type: str) -> bool:
         """Return whether this subscription wants events of ``event_type``."""
         return any(subjects.matches(pattern, event_type) for pattern in self.patterns)
+
+
+def _time_limit(seconds: float) -> float:
+    """Return ``seconds`` as a handler time limit, where 0 or less means no limit."""
+    return seconds if seconds > 0 else math.inf
 
 
 def _handler_name(handler: Handler) -> str:
@@ -146,9 +159,12 @@ class EventBus:
             name=name or _handler_name(handler),
             patterns=wanted,
             handler=handler,
-            timeout=self._handler_timeout if timeout is None else timeout,
+            timeout=_time_limit(self._handler_timeout if timeout is None else timeout),
         )
-        subscription._send, subscription._receive = anyio.create_memory_object_stream[StoredEvent](self._queue_size)
+        buffered_batches = max(1, self._queue_size // DISPATCH_BATCH)
+        subscription._send, subscription._receive = anyio.create_memory_object_stream[list[StoredEvent]](
+            buffered_batches
+        )
         self._subscriptions.append(subscription)
         if self._task_group is not None:
             self._task_group.start_soon(self._work, subscription)
@@ -282,16 +298,16 @@ class EventBus:
     async def _dispatch_locked(self) -> int:
         delivered = 0
         while True:
-            batch = self.log.read_after(self._dispatched, limit=500)
+            batch = self.log.read_after(self._dispatched, limit=DISPATCH_BATCH)
             if not batch:
                 return delivered
-            for event in batch:
-                self._dispatched = event.position
-                for subscription in self._subscriptions:
-                    if subscription.accepts(event.type) and subscription._send is not None:
-                        subscription.stats.pending += 1
-                        await subscription._send.send(event)
-                        delivered += 1
+            self._dispatched = batch[-1].position
+            for subscription in self._subscriptions:
+                wanted = [event for event in batch if subscription.accepts(event.type)]
+                if wanted and subscription._send is not None:
+                    subscription.stats.pending += len(wanted)
+                    await subscription._send.send(wanted)
+                    delivered += len(wanted)
 
     async def wait_idle(self) -> None:
         """Dispatch until every event in the log, including those handlers emit, has been handled."""
@@ -307,32 +323,83 @@ class EventBus:
     async def _work(self, subscription: Subscription) -> None:
         receive = subscription._receive
         assert receive is not None
+        asynchronous = inspect.iscoroutinefunction(subscription.handler)
         async with receive:
-            async for event in receive:
-                await self._call(subscription, event)
+            async for batch in receive:
+                if asynchronous:
+                    await self._call_async(subscription, batch)
+                else:
+                    await self._call_sync(subscription, batch)
 
-    async def _call(self, subscription: Subscription, event: StoredEvent) -> None:
+    async def _call_async(self, subscription: Subscription, batch: list[StoredEvent]) -> None:
+        """Await the handler on each event; one cancel scope per stretch keeps the per-event limit cheap."""
+        index = 0
+        while index < len(batch):
+            with anyio.CancelScope() as scope:
+                while index < len(batch):
+                    event = batch[index]
+                    scope.deadline = anyio.current_time() + subscription.timeout
+                    token = current_event.set(event)
+                    try:
+                        await subscription.handler(event)  # type: ignore[misc]
+                    except Exception as exc:  # noqa: BLE001 - isolation: a handler error must not reach the publisher
+                        self._finish(subscription, event, exc)
+                    else:
+                        self._finish(subscription, event, None)
+                    finally:
+                        current_event.reset(token)
+                    index += 1
+            if scope.cancelled_caught:
+                self._finish(subscription, batch[index], TimeoutError(
+                    f"handler ran longer than its {subscription.timeout:g} s limit"))
+                index += 1
+
+    async def _call_sync(self, subscription: Subscription, batch: list[StoredEvent]) -> None:
+        """Run a plain handler on the batch in one worker thread; the time limit covers the whole batch."""
+        outcomes: list[tuple[StoredEvent, BaseException | None, object]] = []
+
+        def run_batch() -> None:
+            for event in batch:
+                token = current_event.set(event)
+                try:
+                    outcomes.append((event, None, subscription.handler(event)))
+                except Exception as exc:  # noqa: BLE001 - reported per event below
+                    outcomes.append((event, exc, None))
+                finally:
+                    current_event.reset(token)
+
+        with anyio.move_on_after(subscription.timeout):
+            await anyio.to_thread.run_sync(run_batch, abandon_on_cancel=True)
+        finished = list(outcomes)
+        for event, error, result in finished:
+            if error is None and inspect.isawaitable(result):
+                error = await self._await_result(event, result)
+            self._finish(subscription, event, error)
+        for event in batch[len(finished):]:
+            self._finish(subscription, event, TimeoutError(
+                f"handler did not finish the batch within its {subscription.timeout:g} s limit"))
+
+    @staticmethod
+    async def _await_result(event: StoredEvent, result: Awaitable[object]) -> BaseException | None:
         token = current_event.set(event)
         try:
-            with anyio.fail_after(subscription.timeout if subscription.timeout > 0 else math.inf):
-                if inspect.iscoroutinefunction(subscription.handler):
-                    await subscription.handler(event)  # type: ignore[misc]
-                else:
-                    result = await anyio.to_thread.run_sync(
-                        _run_in_context, subscription.handler, event, abandon_on_cancel=True
-                    )
-                    if inspect.isawaitable(result):
-                        await result
-            subscription.stats.delivered += 1
-        except Exception as exc:  # noqa: BLE001 - isolation: a handler error must not reach the publisher
-            subscription.stats.failed += 1
-            self._record_failure(subscription, event, exc)
+            await result
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
+            return exc
         finally:
-            subscription.stats.last_position = event.position
-            subscription.stats.pending -= 1
             current_event.reset(token)
-            if subscription.stats.pending == 0:
-                self._idle.set()
+        return None
+
+    def _finish(self, subscription: Subscription, event: StoredEvent, error: BaseException | None) -> None:
+        if error is None:
+            subscription.stats.delivered += 1
+        else:
+            subscription.stats.failed += 1
+            self._record_failure(subscription, event, error)
+        subscription.stats.last_position = event.position
+        subscription.stats.pending -= 1
+        if subscription.stats.pending == 0:
+            self._idle.set()
 
     def _record_failure(self, subscription: Subscription, event: StoredEvent, exc: BaseException) -> None:
         error_type = type(exc).__name__
@@ -374,10 +441,3 @@ class EventBus:
                 if subscription._send is not None:
                     subscription._send.close()
 
-
-def _run_in_context(handler: Handler, event: StoredEvent) -> object:
-    token = current_event.set(event)
-    try:
-        return handler(event)
-    finally:
-        current_event.reset(token)

@@ -77,6 +77,7 @@ class QueryEventsResult(BaseModel):
 
     events: list[Event]
     total: int = Field(description="Events matching the filter across all pages.")
+    total_capped: bool = Field(default=False, description="True when at least `total` events match.")
     next_cursor: int | None = Field(description="Pass as cursor to get the next page; null on the last page.")
 
 
@@ -287,7 +288,8 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         kept = _fit(items)
         next_cursor = page.events[kept - 1].position if kept < len(items) else page.next_cursor
         return QueryEventsResult(
-            events=[Event.model_validate(item) for item in items[:kept]], total=page.total, next_cursor=next_cursor
+            events=[Event.model_validate(item) for item in items[:kept]], total=page.total,
+            total_capped=page.total_capped, next_cursor=next_cursor,
         )
 
     @server.tool(annotations=read_only)

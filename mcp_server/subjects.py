@@ -25,6 +25,7 @@ def _valid_segment(segment: str) -> bool:
     return bool(segment) and segment[0].isalpha() and all(char in _SEGMENT_CHARS for char in segment)
 
 
+@lru_cache(maxsize=4096)
 def is_valid_type(event_type: str) -> bool:
     """Return whether ``event_type`` is dotted lower-case segments."""
     if not event_type or len(event_type) > MAX_TYPE_LENGTH:

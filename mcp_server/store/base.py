@@ -136,12 +136,13 @@ class QueryPage:
 
     ``next_cursor`` is the position to pass back as ``cursor`` for the next
     page, or None when this page is the last one. ``total`` counts every event
-    matching the filter, across pages.
+    matching the filter, across pages; when ``total_capped`` is set, at least that many match.
     """
 
     events: list[StoredEvent]
     next_cursor: int | None
     total: int
+    total_capped: bool = False
 
 
 def validate_event(event: dict[str, object]) -> tuple[object, ...]:

@@ -78,9 +78,14 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX events_by_source ON events (source, position)",
             "CREATE INDEX events_by_correlation ON events (correlation_id, position)",
             "CREATE INDEX events_by_timestamp ON events (timestamp)",
-            "CREATE TABLE event_types (type TEXT PRIMARY KEY) WITHOUT ROWID",
-            """CREATE TRIGGER events_record_type AFTER INSERT ON events
-               BEGIN INSERT OR IGNORE INTO event_types (type) VALUES (new.type); END""",
+            "CREATE TABLE event_types (type TEXT PRIMARY KEY, count INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+            """CREATE TRIGGER events_count_insert AFTER INSERT ON events BEGIN
+                 INSERT INTO event_types (type, count) VALUES (new.type, 1)
+                 ON CONFLICT (type) DO UPDATE SET count = count + 1;
+               END""",
+            """CREATE TRIGGER events_count_delete AFTER DELETE ON events BEGIN
+                 UPDATE event_types SET count = count - 1 WHERE type = old.type;
+               END""",
             """CREATE TABLE checkpoints (
                 consumer TEXT PRIMARY KEY,
                 position INTEGER NOT NULL,
@@ -125,6 +130,12 @@ _MIGRATIONS += (
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
+COUNT_CAP = 10_000
+"""Most matches a filtered query counts; beyond it ``total`` is this cap and ``total_capped`` is set.
+
+Counting every match of a broad filter on a large log would cost more than the page itself.
+"""
+
 TEXT_INDEX_BATCH = 5000
 """Events added to the full-text index per transaction when a text query catches it up."""
 
@@ -133,6 +144,18 @@ _INSERT = (
     "INSERT OR IGNORE INTO events (id, type, timestamp, source, session_id, correlation_id, causation_id, payload, metadata)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _stored(event: dict[str, object], position: int) -> StoredEvent:
+    return StoredEvent(
+        position=position,
+        id=str(event["id"]),
+        type=str(event["type"]),
+        timestamp=str(event["timestamp"]),
+        source=str(event["source"]),
+        payload=dict(event.get("payload") or {}),  # type: ignore[call-overload]
+        metadata=dict(event.get("metadata") or {}),  # type: ignore[call-overload]
+    )
 
 
 def _row_to_event(row: Sequence[object]) -> StoredEvent:
@@ -315,23 +338,26 @@ class SQLiteEventLog(EventLog):
 
     def append_in(self, connection: sqlite3.Connection, events: Iterable[dict[str, object]]) -> list[StoredEvent]:
         """Append ``events`` inside the caller's open transaction (see :meth:`transaction`)."""
+        batch = list(events)
+        rows = [validate_event(event) for event in batch]
+        if not rows:
+            return []
+        if len(rows) == 1:
+            cursor = connection.execute(_INSERT, rows[0])
+            return [_stored(batch[0], int(cursor.lastrowid or 0))] if cursor.rowcount == 1 else []
+
+        # One executemany is what makes batches cheap; the write lock is held, so every
+        # position above the previous maximum belongs to this batch.
+        previous = int(connection.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
+        connection.executemany(_INSERT, rows)
+        positions = dict(
+            connection.execute("SELECT id, position FROM events WHERE position > ? ORDER BY position", (previous,))
+        )
         stored: list[StoredEvent] = []
-        for event in events:
-            parameters = validate_event(event)
-            cursor = connection.execute(_INSERT, parameters)
-            if cursor.rowcount != 1:
-                continue
-            stored.append(
-                StoredEvent(
-                    position=int(cursor.lastrowid or 0),
-                    id=str(event["id"]),
-                    type=str(event["type"]),
-                    timestamp=str(event["timestamp"]),
-                    source=str(event["source"]),
-                    payload=dict(event.get("payload") or {}),  # type: ignore[call-overload]
-                    metadata=dict(event.get("metadata") or {}),  # type: ignore[call-overload]
-                )
-            )
+        for event in batch:
+            position = positions.pop(str(event["id"]), None)
+            if position is not None:
+                stored.append(_stored(event, int(position)))
         return stored
 
     # -- reading ---------------------------------------------------------------------
@@ -443,11 +469,22 @@ class SQLiteEventLog(EventLog):
                 f"SELECT {_COLUMNS} FROM events WHERE {page_where} ORDER BY position {order} LIMIT ?",
                 (*page_parameters, limit + 1),
             ).fetchall()
-            total = self.connection.execute(f"SELECT count(*) FROM events WHERE {where}", parameters).fetchone()[0]
+            total, capped = self._count(query, where, parameters)
 
         events = [_row_to_event(row) for row in rows[:limit]]
         next_cursor = events[-1].position if len(rows) > limit else None
-        return QueryPage(events=events, next_cursor=next_cursor, total=int(total))
+        return QueryPage(events=events, next_cursor=next_cursor, total=total, total_capped=capped)
+
+    def _count(self, query: EventFilter, where: str, parameters: list[object]) -> tuple[int, bool]:
+        """Count matching events: exactly from per-type counters when only types filter, else up to a cap."""
+        if query == EventFilter(types=query.types):
+            counts = dict(self.connection.execute("SELECT type, count FROM event_types").fetchall())
+            wanted = [t for t in counts if not query.types or any(subjects.matches(p, t) for p in query.types)]
+            return sum(int(counts[t]) for t in wanted), False
+        counted = self.connection.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)", (*parameters, COUNT_CAP + 1)
+        ).fetchone()[0]
+        return min(int(counted), COUNT_CAP), int(counted) > COUNT_CAP
 
     # -- checkpoints and projections ----------------------------------------------------
 

@@ -177,3 +177,20 @@ def test_closed_log_rejects_use(log: EventLog) -> None:
 
     with pytest.raises(ClosedError, match="closed"):
         log.head()
+
+
+def test_duplicate_ids_within_batch(log: EventLog) -> None:
+    first = _event(path="a")
+    stored = log.append([first, _event(path="b"), first])
+
+    assert [event.payload["path"] for event in stored] == ["a", "b"]
+    assert [event.position for event in stored] == [1, 2]
+    assert log.head() == 2
+
+
+def test_exact_totals_by_type(log: EventLog) -> None:
+    log.append([_event("file.saved", path=str(i)) for i in range(30)] + [_event("note.added")])
+
+    assert log.query(EventFilter(types=("file.*",)), limit=5).total == 30
+    assert log.query(EventFilter(), limit=5).total == 31
+    assert log.query(EventFilter(types=("file.*",)), limit=5).total_capped is False

@@ -103,3 +103,27 @@ def test_closed_log_rejects_use(tmp_path: Path) -> None:
 
     with pytest.raises(ClosedError, match="is closed"):
         log.head()
+
+
+def test_filtered_total_capped(log: SQLiteEventLog) -> None:
+    from mcp_server.store.base import EventFilter
+    from mcp_server.store.sqlite import COUNT_CAP
+
+    log.append([_event("file.saved", path="same") for _ in range(COUNT_CAP + 5)])
+
+    page = log.query(EventFilter(payload_equals=(("path", "same"),)), limit=3)
+    exact = log.query(EventFilter(types=("file.saved",)), limit=3)
+
+    assert page.total == COUNT_CAP
+    assert page.total_capped is True
+    assert exact.total == COUNT_CAP + 5
+    assert exact.total_capped is False
+
+
+def test_counts_follow_deletes(log: SQLiteEventLog) -> None:
+    from mcp_server.store.base import EventFilter
+
+    log.append([_event("note.added", n=i) for i in range(10)])
+    log.delete_events(("note.added",), protect_after=log.head(), keep_latest=3)
+
+    assert log.query(EventFilter(types=("note.added",))).total == 3
