@@ -1,0 +1,30 @@
+"""Touchpoints: ``@touchpoint NAME [description]`` markers written in source comments.
+
+This package finds the markers in a file's bytes and nothing more. The index,
+the MCP tools and the CLI above it store and serve the results. It imports only
+the standard library, because the capture hook may load it on every tool call.
+"""
+
+from __future__ import annotations
+
+from .extract import (
+    EXTRACTOR_VERSION,
+    MAX_FILE_BYTES,
+    MAX_NOTEBOOK_BYTES,
+    Extraction,
+    Touchpoint,
+    extract,
+    extract_text,
+    language_for_path,
+)
+
+__all__ = [
+    "EXTRACTOR_VERSION",
+    "MAX_FILE_BYTES",
+    "MAX_NOTEBOOK_BYTES",
+    "Extraction",
+    "Touchpoint",
+    "extract",
+    "extract_text",
+    "language_for_path",
+]
