@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, Project, load_fixture
+from conftest import Project, load_fixture
 from mcp_server.store.base import EventFilter
 
 RECORDED_ROOTS = {"hook-payloads": "/home/dev/project", "observed-payloads": "/tmp/e2e-proj"}

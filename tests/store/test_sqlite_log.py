@@ -26,13 +26,6 @@ def _event(event_type: str = "file.saved", **payload: object) -> dict:
     return make_event(event_type, dict(payload), source="test", session_id=str(payload.get("session", "s1")))
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> SQLiteEventLog:
-    opened = SQLiteEventLog(str(tmp_path / "events.db"))
-    yield opened
-    opened.close()
-
-
 def _event(event_type: str = "file.saved", **payload: object) -> dict:
     return make_event(event_type, dict(payload), source="test", session_id=str(payload.get("session", "s1")))
 
