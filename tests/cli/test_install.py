@@ -44,7 +44,8 @@ def test_init_keeps_other_settings(tmp_path: Path) -> None:
 
     settings = _settings(tmp_path)
     assert settings["permissions"] == {"allow": ["Bash(ls)"]}
-    assert settings["hooks"]["Stop"] == [{"hooks": [{"type": "command", "command": "say done"}]}]
+    assert settings["hooks"]["Stop"][0] == {"hooks": [{"type": "command", "command": "say done"}]}
+    assert len(settings["hooks"]["Stop"]) == 2
     assert settings["hooks"]["PostToolUse"][0] == other_hook
     assert len(settings["hooks"]["PostToolUse"]) == 2
     assert set(json.loads((tmp_path / ".mcp.json").read_text())["mcpServers"]) == {"other", "eventsync"}
