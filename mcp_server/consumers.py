@@ -8,13 +8,13 @@ checkpoint in **one transaction**. That gives an exactly-once effect:
 
 * After a crash the consumer resumes from its checkpoint, and nothing it
   committed is applied twice.
-* Only one process runs a given consumer at a time: the runner holds a lease
-  in the database, renewed while it works. The lease expires
-  :data:`LEASE_SECONDS` after its holder stops renewing it, or at once when
-  the holder is a process on this host that no longer exists. A process that
-  finds the lease taken waits until the holder has caught up. As a second
-  guard, each transaction checks that the checkpoint is still the one it
-  started from.
+* Only one process runs a given consumer at a time: while it has events to
+  handle, the runner holds a lease in the database, renews it after every
+  event and gives it back when it has caught up. A lease whose holder stopped
+  renewing it expires after :data:`LEASE_SECONDS`, or at once when the holder
+  is a process on this host that no longer exists. A process that finds the
+  lease taken waits until the holder has caught up. As a second guard, each
+  transaction checks that the checkpoint is still the one it started from.
 
 What a handler may assume: events arrive in log order; ``prepare`` may run
 again for the same event (after a retry or a lost lease), so it must have no
@@ -209,20 +209,34 @@ class ConsumerRunner:
         """
         target = self.log.head()
         with self._lock(projection.name):
-            handled = 0
-            while True:
-                if not self._take_lease(projection.name):
-                    if self.log.checkpoint(projection.name) >= target:
-                        return handled
-                    time.sleep(_LEASE_POLL)
-                    continue
-                try:
-                    count, finished = self._step(projection)
-                except _CheckpointMoved:
-                    continue
-                handled += count
-                if finished:
+            if self.log.checkpoint(projection.name) >= target:
+                return 0
+            try:
+                return self._catch_up_leased(projection, target)
+            finally:
+                self._release_lease(projection.name)
+
+    def _catch_up_leased(self, projection: Projection, target: int) -> int:
+        handled = 0
+        while True:
+            if not self._take_lease(projection.name):
+                if self.log.checkpoint(projection.name) >= target:
                     return handled
+                time.sleep(_LEASE_POLL)
+                continue
+            try:
+                count, finished = self._step(projection)
+            except _CheckpointMoved:
+                continue
+            handled += count
+            if finished:
+                return handled
+
+    def _release_lease(self, name: str) -> None:
+        """Give the lease back as soon as the work is done, so an idle process never makes others wait."""
+        if name in self._held:
+            self._held.discard(name)
+            self.log.release_lease(name, self.holder)
 
     def _take_lease(self, name: str) -> bool:
         if self.log.acquire_lease(name, self.holder, self.lease_seconds):

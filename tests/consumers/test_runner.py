@@ -245,3 +245,19 @@ def test_two_processes_apply_each_event_once(log: SQLiteEventLog, tmp_path: Path
     assert sum(handled) == 300
     assert _applied(log) == 300
     assert log.checkpoint("counting") == 300
+
+
+def test_lease_released_when_caught_up(log: SQLiteEventLog) -> None:
+    projection = CountingProjection()
+    idle, busy = ConsumerRunner(log), ConsumerRunner(log)
+    idle.ensure(projection)
+    _append(log, 3)
+
+    idle.catch_up(projection)
+    leases_after = log.leases()
+    _append(log, 2)
+    handled = busy.catch_up(projection)
+
+    assert leases_after == {}
+    assert handled == 2
+    assert _applied(log) == 5
