@@ -19,6 +19,8 @@ from typing import Any
 
 from mcp_server import __version__
 from mcp_server.errors import EventsyncError
+from mcp_server.pm.commands import add_pm_commands
+from mcp_server.schema.commands import add_schema_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -44,6 +46,26 @@ def _cmd_init(args: argparse.Namespace) -> int:
     print(f"wrote the capture hook to {result.settings_path}")
     print(f"wrote the MCP server 'eventsync' to {result.mcp_path}")
     print(f"hook command: {result.hook_command}")
+    return 0
+
+
+def _cmd_uninstall(args: argparse.Namespace) -> int:
+    from mcp_server.install import uninstall_project
+
+    result = uninstall_project(args.path)
+    if not result.changed:
+        print(f"eventsync is not installed in {os.path.realpath(args.path)}: no eventsync hook in "
+              f"{result.settings_path} and no 'eventsync' server in {result.mcp_path}; nothing changed")
+        return 0
+    if result.removed_hooks:
+        print(f"removed {result.removed_hooks} eventsync hook handlers from {result.settings_path}")
+    if result.removed_server:
+        print(f"removed the MCP server 'eventsync' from {result.mcp_path}")
+    for path in result.deleted_files:
+        print(f"deleted {path}, which held only eventsync's entries")
+    from mcp_server.paths import data_dir
+
+    print(f"kept the event log in {data_dir(os.path.realpath(args.path))}; delete that folder to discard it")
     return 0
 
 
@@ -78,14 +100,41 @@ def _cmd_events(args: argparse.Namespace) -> int:
 
 def _cmd_touchpoints(args: argparse.Namespace) -> int:
     runtime = _runtime(args)
+    if args.check:
+        return _check_touchpoints(runtime, args)
     rows, total = runtime.list_touchpoints(name=args.name, path=args.file, limit=args.limit)
     if args.json:
         _print_json([row.to_dict() for row in rows])
         return 0
     for row in rows:
         location = f"{row.path}:{row.line}" + (f" (cell {row.cell})" if row.cell is not None else "")
-        print(f"{row.name:<32} {location:<48} {row.description}")
+        symbol = f"{row.symbol} ({row.symbol_kind})" if row.symbol else "-"
+        print(f"{row.name:<32} {location:<48} {symbol:<32} {row.description}")
     print(f"{len(rows)} of {total} touchpoint locations", file=sys.stderr)
+    return 0
+
+
+def _check_touchpoints(runtime: Any, args: argparse.Namespace) -> int:
+    findings = runtime.check_touchpoints()
+    if args.json:
+        _print_json(findings)
+    else:
+        for finding in findings:
+            print(f"{finding['path']}:{finding['line']}: {finding['kind']}: {finding['message']}")
+        print(f"{len(findings)} touchpoint problems", file=sys.stderr)
+    return 1 if findings else 0
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from mcp_server.indexer import TerminalProgress
+
+    report = _runtime(args).index_project(progress=TerminalProgress(sys.stderr))
+    if args.json:
+        _print_json(report.to_dict())
+        return 0
+    print(f"indexed {report.files} files: {report.changed} changed, {report.deleted} deleted")
+    for path, reason in report.unreadable:
+        print(f"could not read {path}: {reason}", file=sys.stderr)
     return 0
 
 
@@ -205,10 +254,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_prune(args: argparse.Namespace) -> int:
     from mcp_server.retention import RetentionRule
 
-    rule = RetentionRule(type=args.type, max_age_days=args.older_than_days, max_count=args.keep,
-                         keep_latest_per=args.keep_latest_per)
-    deleted = _runtime(args).prune([rule])
-    print(f"deleted {sum(deleted.values())} events of {args.type}")
+    rules = None
+    if args.type is not None:
+        rules = [RetentionRule(type=args.type, max_age_days=args.older_than_days, max_count=args.keep,
+                               keep_latest_per=args.keep_latest_per)]
+    deleted = _runtime(args).prune(rules)
+    if not deleted:
+        print("no retention rules: pass --type with a limit, or add [[retention]] to the settings")
+    for event_type, count in sorted(deleted.items()):
+        print(f"deleted {count} events of {event_type}")
     return 0
 
 
@@ -216,6 +270,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from mcp_server.demo import run_demo
 
     return run_demo()
+
+
+def _cmd_relay(args: argparse.Namespace) -> int:
+    import signal
+
+    import anyio
+
+    from mcp_server.team import Relay, TeamSettings
+
+    runtime = _runtime(args)
+    servers = args.url.split(",") if args.url else None
+    settings = TeamSettings.from_environ(
+        os.environ, root=runtime.root, data_dir=runtime.data_dir, servers=servers, project=args.key,
+        machine_id=args.machine_id, stream=args.stream, replicas=args.replicas,
+    )
+    relay = Relay(runtime.log, settings, prepare=runtime.catch_up, resync=args.resync)
+    print(f"relaying {runtime.root} as machine {settings.machine_id}: {settings.describe()}", file=sys.stderr)
+
+    async def run_until_signal() -> None:
+        async with anyio.create_task_group() as group:
+            await group.start(relay.run)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    group.cancel_scope.cancel()
+                    return
+
+    try:
+        anyio.run(run_until_signal)
+    finally:
+        runtime.close()
+    return 0
 
 
 # -- parser ------------------------------------------------------------------------------
@@ -241,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     init = command("init", _cmd_init, "install the capture hook and MCP server into a project")
     init.add_argument("path", nargs="?", default=".", help="project folder (default: the current folder)")
 
+    uninstall = command("uninstall", _cmd_uninstall, "remove the hooks and MCP server entry that init added")
+    uninstall.add_argument("path", nargs="?", default=".", help="project folder (default: the current folder)")
+
     serve = command("serve", _cmd_serve, "run the MCP server on stdio (Claude Code starts it from .mcp.json)")
     serve.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
 
@@ -259,7 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     touchpoints.add_argument("--name", help="only this exact touchpoint name")
     touchpoints.add_argument("--file", help="only this file (project-relative path)")
     touchpoints.add_argument("--limit", type=int, default=1000, help="locations to show (default 1000)")
+    touchpoints.add_argument(
+        "--check", action="store_true",
+        help="report duplicate names in one file, malformed markers and markers followed by no code; exit 1 if any",
+    )
     _add_query_options(touchpoints)
+
+    index = command("index", _cmd_index, "index every project file (honours .gitignore in a git repository)")
+    _add_query_options(index)
 
     search = command("search", _cmd_search, "full-text search over touchpoints")
     search.add_argument("query", help="words to find; the last one matches as a prefix")
@@ -300,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--to", dest="end", type=int, help="stop at this position (default: the head)")
     replay.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
 
-    prune = command("prune", _cmd_prune, "delete old events of one type; unprocessed events are never deleted")
-    prune.add_argument("--type", required=True, help="type or pattern, e.g. file.saved")
+    prune = command("prune", _cmd_prune, "apply retention (the [[retention]] settings, or one rule given here); "
+                    "unprocessed events are never deleted")
+    prune.add_argument("--type", help="type or pattern, e.g. file.saved (default: apply the configured rules)")
     prune.add_argument("--older-than-days", type=float, help="delete events older than this many days")
     prune.add_argument("--keep", type=int, help="keep only the newest N events of the type")
     prune.add_argument("--keep-latest-per", help="with --older-than-days: keep the newest event per value of this "
@@ -309,6 +405,18 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
 
     command("demo", _cmd_demo, "feed recorded Claude Code payloads through the hook and query the MCP server")
+
+    relay = command("relay", _cmd_relay, "share this project's events with other machines through NATS JetStream")
+    relay.add_argument("--url", help="NATS server URLs, comma-separated (default: EVENTSYNC_NATS_URL)")
+    relay.add_argument("--key", help="project key every clone shares (default: EVENTSYNC_PROJECT, else the origin "
+                       "remote's repository name)")
+    relay.add_argument("--machine-id", help="this machine's name (default: EVENTSYNC_MACHINE_ID, else generated once)")
+    relay.add_argument("--stream", help="JetStream stream (default: EVENTSYNC_NATS_STREAM, else EVENTSYNC)")
+    relay.add_argument("--replicas", type=int, help="replicas of a stream the relay creates: 1, 3 or 5 (default 1)")
+    relay.add_argument("--resync", action="store_true", help="read the whole stream again; the log skips what it has")
+    relay.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
+    add_pm_commands(commands)
+    add_schema_commands(commands)
     return parser
 
 
@@ -316,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose or os.environ.get("EVENTSYNC_DEBUG") not in (None, "", "0") else logging.WARNING
-    if args.command == "serve":
+    if args.command in ("serve", "relay"):
         level = min(level, logging.INFO)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

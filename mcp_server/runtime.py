@@ -21,8 +21,10 @@ from mcp_server.errors import ConfigurationError, InvalidEventError, NotFoundErr
 from mcp_server.events import make_event
 from mcp_server.ingest import ingest_pending, pending_files
 from mcp_server.modules.context import ContextCache, build_context
+from mcp_server.modules.reconcile import Reconciler
 from mcp_server.modules.search import SearchHit, SearchIndex
 from mcp_server.modules.touchpoints import TouchpointIndex, TouchpointRow
+from mcp_server.pm.service import PMService
 from mcp_server.retention import RetentionRule, apply_retention
 from mcp_server.store.base import EventFilter, QueryPage, StoredEvent
 from mcp_server.store.sqlite import SQLiteEventLog
@@ -55,12 +57,34 @@ class Runtime:
         self.touchpoints = TouchpointIndex(self.root)
         self.search = SearchIndex()
         self.context = ContextCache()
-        self.projections: list[Projection] = [self.touchpoints, self.search, self.context]
+        # reconcile runs first, so the index sees the file.saved events it emits in the same catch-up
+        self.projections: list[Projection] = [
+            Reconciler(self.root, self.data_dir), self.touchpoints, self.search, self.context
+        ]
+        self.pm = PMService(self)
+        self.projections.append(self.pm.projection)
         self.runner = ConsumerRunner(self.log)
         self._catch_up_lock = threading.Lock()
         changed = [projection.name for projection in self.projections if self.runner.ensure(projection)]
         for name in changed:
             self._reset_dependents(name)
+        self._load_modules()
+
+    def _load_modules(self) -> None:
+        """Read the settings, register payload schemas and load configured and installed modules."""
+        from mcp_server.config import load_config
+        from mcp_server.modules.loader import ModuleSet
+        from mcp_server.schema.service import SchemaService
+
+        self.config = load_config(self.root)
+        settings = self.config.settings
+        self.schema = SchemaService(self.log, root=self.root, data_dir=self.data_dir, settings=settings)
+        extra: list[Projection] = [self.schema.reactions]
+        if settings.webhooks:
+            from mcp_server.integrations.webhooks import WebhookOutbox
+
+            extra.append(WebhookOutbox(self.log, settings.webhooks, self.schema.registry))
+        self.modules = ModuleSet.load(self, settings, extra=extra)
 
     def _prepare_data_dir(self) -> None:
         try:
@@ -170,8 +194,19 @@ class Runtime:
         self.catch_up()
         return self.runner.replay(self.projection(module), start, self.log.head() if end is None else end)
 
-    def prune(self, rules: list[RetentionRule]) -> dict[str, int]:
-        """Apply retention rules after catching up, so nothing unprocessed is deleted."""
+    def prune(self, rules: list[RetentionRule] | None = None) -> dict[str, int]:
+        """Apply retention rules (default: the ``[[retention]]`` settings) after catching up.
+
+        Catching up first means nothing a module has not processed is deleted.
+        """
+        if rules is None:
+            rules = [
+                RetentionRule(type=rule.type, max_age_days=rule.max_age_days, max_count=rule.max_count,
+                              keep_latest_per=rule.keep_latest_per)
+                for rule in self.config.settings.retention
+            ]
+        if not rules:
+            return {}
         self.catch_up()
         return apply_retention(self.log, rules, consumers=[projection.name for projection in self.projections])
 
@@ -204,15 +239,28 @@ class Runtime:
         """
         if not isinstance(payload, dict):
             raise InvalidEventError(f"payload must be a JSON object, got {type(payload).__name__}")
+        self.schema.check_emit(event_type, payload)
         stored = self.log.append([make_event(event_type, payload, source=source, session_id=session_id)])
         return stored[0] if stored else None
 
     def query_events(
-        self, query: EventFilter, *, limit: int = 50, cursor: int | None = None, descending: bool = True
+        self,
+        query: EventFilter,
+        *,
+        limit: int = 50,
+        cursor: int | None = None,
+        descending: bool = True,
+        where: dict[str, Any] | None = None,
     ) -> QueryPage:
-        """Return one page of events matching ``query`` after ingesting the inbox."""
+        """Return one page of events matching ``query`` and payload conditions ``where``, after ingesting the inbox.
+
+        Payloads come back in the current schema version of their type.
+
+        Raises:
+            InvalidEventError: a pattern is invalid, or a ``where`` field is declared by none of the selected types.
+        """
         self.ingest()
-        return self.log.query(query, limit=limit, cursor=cursor, descending=descending)
+        return self.schema.query(query, where=where, limit=limit, cursor=cursor, descending=descending)
 
     # -- touchpoints -----------------------------------------------------------------
 
@@ -268,3 +316,24 @@ class Runtime:
     def context_statistics(self) -> dict[str, int]:
         """Return the context cache's hit, miss and invalidation counts."""
         return ContextCache.statistics(self.log.connection)
+
+    def index_project(self, progress: Any = None) -> Any:
+        """Index every project file whose touchpoint record is stale; return an ``IndexReport``.
+
+        ``progress`` is called as ``progress(done, total, phase)``; see :mod:`mcp_server.indexer`.
+        """
+        from mcp_server.indexer import index_project
+
+        return index_project(self, progress=progress)
+
+    def index_is_empty(self) -> bool:
+        """Return whether no file has been indexed yet, after catching up."""
+        self.catch_up()
+        return self.log.connection.execute("SELECT 1 FROM touchpoint_files LIMIT 1").fetchone() is None
+
+    def check_touchpoints(self) -> list[dict[str, Any]]:
+        """Return lint findings (duplicates, malformed markers, markers annotating nothing) after catching up."""
+        from mcp_server.modules.touchpoints import check_index
+
+        self.catch_up()
+        return check_index(self.log.connection, self.root)

@@ -14,7 +14,6 @@ SDK points fd 1 at stderr while serving, and logging goes to stderr.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -31,8 +30,9 @@ from pydantic import BaseModel, Field
 
 from mcp_server import __version__, jsoncodec
 from mcp_server.bus import EventBus
-from mcp_server.errors import ConfigurationError, EventsyncError
+from mcp_server.errors import EventsyncError
 from mcp_server.events import Event
+from mcp_server.pm.tools import register_tools as register_pm_tools
 from mcp_server.runtime import Runtime
 from mcp_server.store.base import EventFilter
 
@@ -48,6 +48,9 @@ TAIL_INTERVAL = 0.1
 
 EMIT_SETTLE_SECONDS = 2.0
 """How long emit_event waits for this server's handlers, so it can report their failures."""
+
+RETENTION_INTERVAL = 3600.0
+"""Seconds between runs of the configured retention rules; the first run is at start-up."""
 
 IDLE_WAL_CHECKPOINT = 5.0
 """Seconds without new events after which the server truncates the WAL file (about 1 ms when idle)."""
@@ -91,6 +94,10 @@ class TouchpointOut(BaseModel):
     description: str
     language: str
     cell: int | None = None
+    symbol: str | None = Field(default=None, description="Declaration the marker annotates, such as 'Cart.render'.")
+    symbol_kind: str | None = Field(default=None, description="'function', 'method', 'class', ...")
+    symbol_start: int | None = Field(default=None, description="First line of the symbol.")
+    symbol_end: int | None = Field(default=None, description="Last line of the symbol.")
 
 
 class ListTouchpointsResult(BaseModel):
@@ -111,6 +118,8 @@ class SearchHitOut(BaseModel):
     language: str
     score: float
     snippet: str
+    symbol: str | None = None
+    symbol_kind: str | None = None
 
 
 class SearchTouchpointsResult(BaseModel):
@@ -127,9 +136,12 @@ class ContextLocation(BaseModel):
     language: str
     description: str
     cell: int | None = None
+    symbol: str | None = None
+    symbol_kind: str | None = None
     start_line: int | None = None
     end_line: int | None = None
     code: str | None = None
+    note: str | None = Field(default=None, description="Set when the symbol's code was cut.")
     error: str | None = None
 
 
@@ -181,18 +193,15 @@ def _fit(items: list[Any], budget: int = MAX_RESULT_CHARS) -> int:
 
 
 def _load_extra_modules(state: ServerState) -> None:
-    """Call each ``module:function`` named in ``EVENTSYNC_MODULES`` with the bus and runtime."""
-    spec = os.environ.get("EVENTSYNC_MODULES", "")
-    for entry in filter(None, (part.strip() for part in spec.split(","))):
-        module_name, _, attribute = entry.partition(":")
-        try:
-            setup = getattr(importlib.import_module(module_name), attribute or "setup")
-        except (ImportError, AttributeError) as exc:
-            raise ConfigurationError(
-                f"cannot load module {entry!r} from EVENTSYNC_MODULES: {exc}; use 'package.module:function'"
-            ) from exc
-        setup(state.bus, state.runtime)
-        logger.info("loaded module %s", entry)
+    """Start the runtime's local modules and those in ``EVENTSYNC_MODULES``, then announce changes.
+
+    ``module.loaded`` and ``schema.updated`` are appended only when a module's
+    capabilities or a payload schema differ from what the log recorded last.
+    """
+    modules = state.runtime.modules
+    modules.start(state.bus, env_modules=os.environ.get("EVENTSYNC_MODULES", ""))
+    modules.announce(state.runtime.log)
+    state.runtime.schema.sync()
 
 
 async def _tail(state: ServerState, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -200,9 +209,15 @@ async def _tail(state: ServerState, *, task_status: TaskStatus[None] = anyio.TAS
     task_status.started()
     idle_since = anyio.current_time()
     last_head = -1
+    next_retention = anyio.current_time()
     while True:
         try:
             await anyio.to_thread.run_sync(state.runtime.catch_up)
+            if anyio.current_time() >= next_retention:
+                next_retention = anyio.current_time() + RETENTION_INTERVAL
+                deleted = await anyio.to_thread.run_sync(state.runtime.prune)
+                if deleted:
+                    logger.info("retention deleted %s", deleted)
             await state.bus.dispatch_pending()
             head = await anyio.to_thread.run_sync(state.runtime.log.head)
             if head != last_head:
@@ -217,11 +232,26 @@ async def _tail(state: ServerState, *, task_status: TaskStatus[None] = anyio.TAS
         await anyio.sleep(TAIL_INTERVAL)
 
 
+async def _index_if_empty(state: ServerState) -> None:
+    """Index the whole project once when its touchpoint index is empty, after start-up has answered."""
+    if os.environ.get("EVENTSYNC_AUTO_INDEX", "1") == "0":
+        return
+    try:
+        if await anyio.to_thread.run_sync(state.runtime.index_is_empty):
+            report = await anyio.to_thread.run_sync(state.runtime.index_project)
+            logger.info("first full index: %d files, %d with touchpoints", report.files, report.changed)
+    except EventsyncError as exc:
+        # Contained on purpose: the index fills from hook events anyway, and index_project can retry.
+        logger.error("first full index failed: %s; call the index_project tool to retry", exc)
+
+
 # -- server ------------------------------------------------------------------------------
 
 
 def create_server(root: str | None = None) -> MCPServer[ServerState]:
     """Build the eventsync MCP server for the project at ``root`` (default: detected)."""
+
+    states: list[ServerState] = []  # the lifespan's state, for resources (static resources get no Context)
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
@@ -234,6 +264,18 @@ def create_server(root: str | None = None) -> MCPServer[ServerState]:
             async with anyio.create_task_group() as group:
                 await group.start(bus.run)
                 await group.start(_tail, state)
+                group.start_soon(_index_if_empty, state)
+                if runtime.config.settings.webhooks:
+                    from mcp_server.integrations.webhooks import WebhookDispatcher
+
+                    await group.start(WebhookDispatcher(runtime.log, runtime.config.settings.webhooks).run)
+                if os.environ.get("EVENTSYNC_NATS_URL"):
+                    from mcp_server.team.relay import configured_relay
+
+                    relay = configured_relay(runtime.log, root=runtime.root, data_dir=runtime.data_dir, environ=os.environ)
+                    if relay is not None:
+                        await group.start(relay.run)
+                states.append(state)
                 yield state
                 group.cancel_scope.cancel()
         finally:
@@ -244,6 +286,17 @@ def create_server(root: str | None = None) -> MCPServer[ServerState]:
         "eventsync", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
     )
     _register_tools(server)
+    register_pm_tools(server)
+
+    @server.resource(
+        "eventsync://schema/events.md", mime_type="text/markdown",
+        description="Reference of every event type: payload fields, versions and owning modules.",
+    )
+    async def event_types_reference() -> str:
+        if not states:
+            raise ToolError("the eventsync server is still starting; read the resource again")
+        return str(await anyio.to_thread.run_sync(states[-1].runtime.schema.markdown))
+
     return server
 
 
@@ -271,7 +324,8 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
 
         type: exact types or patterns ('file.saved', 'touchpoint.*', 'task.>'). since/until: ISO 8601
         UTC timestamps. since_position/until_position: exclusive log positions. payload: equality on
-        path, name, tool, event_id, event_type or handler. text: words to find in type and payload.
+        payload fields the selected types declare (path, name, tool, event_id, event_type and handler
+        are indexed; others are read type by type). text: words to find in type and payload.
         order: 'desc' or 'asc'. limit: at most 500. Pass next_cursor back as cursor for the next page.
         """
         if order not in ("asc", "desc"):
@@ -319,6 +373,18 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         body = await _call(_state(ctx).runtime.get_context, name)
         return GetContextResult.model_validate(body)
 
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
+    async def index_project(ctx: Context[Any, Any]) -> dict[str, Any]:
+        """Re-index every project file whose touchpoints may be out of date (honours .gitignore); reports progress."""
+
+        def progress(done: int, total: int, phase: str) -> None:
+            if done == total or done % 200 == 0:
+                label = "reading files" if phase == "scan" else "indexing"
+                anyio.from_thread.run(ctx.report_progress, done, total, label)
+
+        report = await _call(_state(ctx).runtime.index_project, progress)
+        return dict(report.to_dict())
+
     @server.tool(annotations=read_only)
     async def log_stats(ctx: Context[Any, Any]) -> dict[str, Any]:
         """Return the log's size and head position, and each module's lag, failures and parked events."""
@@ -343,6 +409,7 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         """Append an event to the project's log (type: dotted lower-case, e.g. 'note.added'); other sessions see it."""
         state = _state(ctx)
         try:
+            state.runtime.schema.check_emit(type, payload or {})
             stored = await state.bus.publish(type, payload or {}, source="mcp", session_id=state.session_id)
         except EventsyncError as exc:
             raise ToolError(str(exc)) from exc

@@ -209,3 +209,20 @@ def test_cli_tail_prints_recent(project: Project) -> None:
     assert len(lines) == 2
     assert lines[0].split()[-1] == "n1"
     assert lines[1].split()[-1] == "n2"
+
+
+def test_configured_retention_applied(project: Project) -> None:
+    (project.root / ".eventsync").mkdir(exist_ok=True)
+    (project.root / ".eventsync" / "config.toml").write_text(
+        '[[retention]]\ntype = "note.added"\nmax_count = 2\n', encoding="utf-8"
+    )
+    runtime = project.runtime()
+    try:
+        runtime.log.append([make_event("note.added", {"n": i}, source="test") for i in range(5)])
+        deleted = runtime.prune()
+        remaining = [e.payload["n"] for e in runtime.log.query(EventFilter(types=("note.added",))).events]
+    finally:
+        runtime.close()
+
+    assert deleted == {"note.added": 3}
+    assert remaining == [4, 3]
