@@ -1,6 +1,8 @@
 """The context cache: ``get_context(name)`` answers, kept until a file they include changes.
 
-``get_context`` returns the code around every location of a touchpoint.
+``get_context`` returns, for every location of a touchpoint, the code of the
+symbol the marker annotates, or a window of lines around the marker when it
+annotates none.
 Building it reads files, so answers are cached in the log's database (shared
 by every process on the project). This module is a durable consumer that
 invalidates entries exactly when needed:
@@ -31,7 +33,7 @@ class ContextCache:
     """Durable consumer that owns the ``context_cache`` tables."""
 
     name = "context"
-    version = 1
+    version = 2
     subscriptions = ("file.saved", "code.modified", "code.deleted", "touchpoint.updated")
     depends_on = ("touchpoints",)
     emits = ("context.invalidated",)
@@ -149,15 +151,32 @@ CONTEXT_LINES_AFTER = 30
 MAX_CONTEXT_CHARS = 40_000
 """Cap on one answer (about 10,000 tokens), well under Claude Code's 25,000-token tool limit."""
 
+MAX_SYMBOL_LINES = 300
+"""Lines of one symbol's code shown; a longer class or function is cut there, with a note."""
 
-def _read_window(absolute: str, line: int) -> tuple[int, int, str]:
-    """Return ``(first line, last line, text)`` of the window around ``line`` (1-based)."""
+
+def _read_window(absolute: str, row: Any) -> tuple[int, int, str, bool]:
+    """Return ``(first line, last line, text, cut)`` of the code shown for one index row.
+
+    The code is the annotated symbol from the marker (or the symbol's first
+    line, if that comes first) to the symbol's end, cut at
+    :data:`MAX_SYMBOL_LINES`. Without a symbol it is a window around the marker.
+    """
     with open(absolute, "rb") as handle:
         text = handle.read().decode("utf-8", "replace")
     lines = text.splitlines()
-    first = max(1, line - CONTEXT_LINES_BEFORE)
-    last = min(len(lines), line + CONTEXT_LINES_AFTER)
-    return first, last, "\n".join(lines[first - 1 : last])
+    line = row.line
+    if getattr(row, "symbol_start", None) and getattr(row, "symbol_end", None) and row.cell is None:
+        first = max(1, min(line, row.symbol_start))
+        last = min(len(lines), row.symbol_end)
+        cut = last - first + 1 > MAX_SYMBOL_LINES
+        if cut:
+            last = first + MAX_SYMBOL_LINES - 1
+    else:
+        first = max(1, line - CONTEXT_LINES_BEFORE)
+        last = min(len(lines), line + CONTEXT_LINES_AFTER)
+        cut = False
+    return first, last, "\n".join(lines[first - 1 : last]), cut
 
 
 def build_context(root: str, name: str, rows: list[Any]) -> tuple[dict[str, Any], list[str]]:
@@ -178,8 +197,10 @@ def build_context(root: str, name: str, rows: list[Any]) -> tuple[dict[str, Any]
                                     "description": row.description}
         if row.cell is not None:
             location["cell"] = row.cell
+        if getattr(row, "symbol", None) is not None:
+            location.update(symbol=row.symbol, symbol_kind=row.symbol_kind)
         try:
-            first, last, code = _read_window(paths.resolve_in_project(root, row.path), row.line)
+            first, last, code, cut = _read_window(paths.resolve_in_project(root, row.path), row)
         except OSError as exc:
             location["error"] = f"could not read {row.path!r}: {exc.strerror or exc}"
             locations.append(location)
@@ -189,6 +210,8 @@ def build_context(root: str, name: str, rows: list[Any]) -> tuple[dict[str, Any]
             break
         used += len(code)
         location.update({"start_line": first, "end_line": last, "code": code})
+        if cut:
+            location["note"] = f"symbol cut at {MAX_SYMBOL_LINES} lines; it ends at line {row.symbol_end}"
         locations.append(location)
 
     body: dict[str, Any] = {"name": name, "locations": locations, "truncated": truncated}

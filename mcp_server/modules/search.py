@@ -6,7 +6,7 @@ from the ``touchpoints`` table into the FTS5 table, inside the transaction
 that advances its checkpoint. Because the runtime runs the touchpoint index
 first, the search index always equals the touchpoint index at the same log
 position, whether built incrementally or by a rebuild. Queries match whole
-words or word prefixes in names, descriptions and paths.
+words or word prefixes in names, descriptions, paths and annotated symbols.
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ class SearchHit:
     language: str
     score: float
     snippet: str
+    symbol: str | None = None
+    symbol_kind: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the hit as the tools show it."""
-        return {
+        """Return the hit as the tools show it; symbol fields only when a symbol was found."""
+        hit: dict[str, Any] = {
             "name": self.name,
             "path": self.path,
             "line": self.line,
@@ -46,13 +48,16 @@ class SearchHit:
             "score": round(self.score, 4),
             "snippet": self.snippet,
         }
+        if self.symbol is not None:
+            hit.update(symbol=self.symbol, symbol_kind=self.symbol_kind)
+        return hit
 
 
 class SearchIndex:
     """Durable consumer that keeps the ``touchpoint_search`` FTS5 table."""
 
     name = "search"
-    version = 1
+    version = 2
     subscriptions = ("file.saved", "code.modified", "code.deleted", "touchpoint.updated")
     depends_on = ("touchpoints",)
     emits: tuple[str, ...] = ()
@@ -61,7 +66,8 @@ class SearchIndex:
         """Create the FTS5 table."""
         connection.execute(
             "CREATE VIRTUAL TABLE IF NOT EXISTS touchpoint_search USING fts5("
-            "name, description, path, language UNINDEXED, line UNINDEXED, tokenize = 'unicode61')"
+            "name, description, path, symbol, language UNINDEXED, line UNINDEXED, symbol_kind UNINDEXED,"
+            " tokenize = 'unicode61')"
         )
 
     def drop(self, connection: sqlite3.Connection) -> None:
@@ -85,8 +91,8 @@ class SearchIndex:
             return []
         connection.execute("DELETE FROM touchpoint_search WHERE path = ?", (path,))
         connection.execute(
-            "INSERT INTO touchpoint_search (name, description, path, language, line) "
-            "SELECT name, description, path, language, line FROM touchpoints WHERE path = ?",
+            "INSERT INTO touchpoint_search (name, description, path, symbol, language, line, symbol_kind) "
+            "SELECT name, description, path, symbol, language, line, symbol_kind FROM touchpoints WHERE path = ?",
             (path,),
         )
         return []
@@ -98,14 +104,14 @@ class SearchIndex:
         if not query:
             return []
         rows = connection.execute(
-            "SELECT name, path, line, description, language, bm25(touchpoint_search, 10.0, 2.0, 1.0), "
-            f"snippet(touchpoint_search, -1, '[', ']', '…', {_SNIPPET_TOKENS}) "
-            "FROM touchpoint_search WHERE touchpoint_search MATCH ? ORDER BY bm25(touchpoint_search, 10.0, 2.0, 1.0), "
-            "path, line LIMIT ?",
+            "SELECT name, path, line, description, language, bm25(touchpoint_search, 10.0, 2.0, 1.0, 3.0), "
+            f"snippet(touchpoint_search, -1, '[', ']', '…', {_SNIPPET_TOKENS}), symbol, symbol_kind "
+            "FROM touchpoint_search WHERE touchpoint_search MATCH ? "
+            "ORDER BY bm25(touchpoint_search, 10.0, 2.0, 1.0, 3.0), path, line LIMIT ?",
             (query, limit),
         ).fetchall()
         return [
             SearchHit(name=row[0], path=row[1], line=int(row[2]), description=row[3], language=row[4],
-                      score=-float(row[5]), snippet=row[6])
+                      score=-float(row[5]), snippet=row[6], symbol=row[7], symbol_kind=row[8])
             for row in rows
         ]

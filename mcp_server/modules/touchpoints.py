@@ -9,8 +9,9 @@ are read at processing time, so the index follows the file on disk even when
 several saves arrive at once.
 
 Extraction happens in :meth:`TouchpointIndex.prepare`, outside the write
-transaction; the file's content hash together with the extractor version is
-the cache key, so an unchanged file is not rewritten.
+transaction. The cache key of a file is its content hash, the extractor
+version and :func:`configuration_fingerprint`, so an unchanged file is not
+rewritten and a changed configuration re-extracts exactly the files it affects.
 """
 
 from __future__ import annotations
@@ -25,9 +26,23 @@ from typing import Any
 from mcp_server import ids, paths
 from mcp_server.events import make_event
 from mcp_server.store.base import StoredEvent
-from mcp_server.touchpoints import EXTRACTOR_VERSION, MAX_NOTEBOOK_BYTES, Extraction, Touchpoint, extract
+from mcp_server.touchpoints import (
+    EXTRACTOR_VERSION,
+    MAX_FILE_BYTES,
+    MAX_NOTEBOOK_BYTES,
+    Extraction,
+    Touchpoint,
+    extract,
+)
+from mcp_server.touchpoints.symbols import tree_sitter_available
 
-__all__ = ["MAX_SUMMARY_TOUCHPOINTS", "TouchpointIndex", "TouchpointRow", "diff_touchpoints"]
+__all__ = [
+    "MAX_SUMMARY_TOUCHPOINTS",
+    "TouchpointIndex",
+    "TouchpointRow",
+    "configuration_fingerprint",
+    "diff_touchpoints",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +61,13 @@ class TouchpointRow:
     description: str
     language: str
     cell: int | None = None
+    symbol: str | None = None
+    symbol_kind: str | None = None
+    symbol_start: int | None = None
+    symbol_end: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the row as the tools and events show it."""
+        """Return the row as the tools and events show it; symbol fields only when a symbol was found."""
         row: dict[str, Any] = {
             "name": self.name,
             "path": self.path,
@@ -59,7 +78,27 @@ class TouchpointRow:
         }
         if self.cell is not None:
             row["cell"] = self.cell
+        if self.symbol is not None:
+            row.update(symbol=self.symbol, symbol_kind=self.symbol_kind,
+                       symbol_start=self.symbol_start, symbol_end=self.symbol_end)
         return row
+
+
+_COLUMNS = "name, path, line, column, description, language, cell, symbol, symbol_kind, symbol_start, symbol_end"
+
+
+def configuration_fingerprint(
+    *, max_file_bytes: int = MAX_FILE_BYTES, max_notebook_bytes: int = MAX_NOTEBOOK_BYTES,
+    symbols: bool | None = None,
+) -> str:
+    """Return the part of a file's cache key that depends on configuration rather than content.
+
+    It covers the size limits and whether tree-sitter grammars are installed,
+    because each changes what the same bytes extract to. A file whose stored
+    fingerprint differs is extracted again on its next event or full index.
+    """
+    parsers = tree_sitter_available() if symbols is None else symbols
+    return f"size={max_file_bytes};notebook={max_notebook_bytes};tree-sitter={int(parsers)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +153,21 @@ class TouchpointIndex:
     """Durable consumer that keeps the ``touchpoints`` table in step with the files."""
 
     name = "touchpoints"
-    version = 1
+    version = 2
     subscriptions = ("file.saved", "code.modified", "code.deleted")
     depends_on: tuple[str, ...] = ()
     emits = ("touchpoint.added", "touchpoint.removed", "touchpoint.updated", "touchpoint.skipped")
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, fingerprint: str | None = None) -> None:
         self.root = root
+        self._fingerprint = fingerprint
+
+    @property
+    def fingerprint(self) -> str:
+        """Configuration part of every file's cache key; see :func:`configuration_fingerprint`."""
+        if self._fingerprint is None:
+            self._fingerprint = configuration_fingerprint()
+        return self._fingerprint
 
     # -- schema ----------------------------------------------------------------------
 
@@ -129,7 +176,8 @@ class TouchpointIndex:
         connection.execute(
             """CREATE TABLE IF NOT EXISTS touchpoints (
                 path TEXT NOT NULL, name TEXT NOT NULL, line INTEGER NOT NULL, column INTEGER NOT NULL,
-                description TEXT NOT NULL, language TEXT NOT NULL, cell INTEGER
+                description TEXT NOT NULL, language TEXT NOT NULL, cell INTEGER,
+                symbol TEXT, symbol_kind TEXT, symbol_start INTEGER, symbol_end INTEGER
             )"""
         )
         connection.execute("CREATE INDEX IF NOT EXISTS touchpoints_by_name ON touchpoints (name, path, line)")
@@ -137,6 +185,7 @@ class TouchpointIndex:
         connection.execute(
             """CREATE TABLE IF NOT EXISTS touchpoint_files (
                 path TEXT PRIMARY KEY, content_hash TEXT, extractor_version INTEGER NOT NULL,
+                configuration TEXT NOT NULL DEFAULT '',
                 language TEXT, skipped TEXT, warnings TEXT NOT NULL DEFAULT ''
             ) WITHOUT ROWID"""
         )
@@ -181,7 +230,8 @@ class TouchpointIndex:
     def apply(self, connection: sqlite3.Connection, event: StoredEvent, scan: _Scan) -> list[dict[str, Any]]:
         """Replace the file's rows and return the touchpoint events describing the change."""
         previous_file = connection.execute(
-            "SELECT content_hash, extractor_version, skipped FROM touchpoint_files WHERE path = ?", (scan.path,)
+            "SELECT content_hash, extractor_version, skipped, configuration FROM touchpoint_files WHERE path = ?",
+            (scan.path,),
         ).fetchone()
         if (
             previous_file is not None
@@ -189,6 +239,7 @@ class TouchpointIndex:
             and scan.content_hash is not None
             and previous_file[0] == scan.content_hash
             and previous_file[1] == EXTRACTOR_VERSION
+            and previous_file[3] == self.fingerprint
         ):
             return []
 
@@ -213,6 +264,10 @@ class TouchpointIndex:
             description=touchpoint.description,
             language=touchpoint.language or language,
             cell=touchpoint.cell,
+            symbol=touchpoint.symbol,
+            symbol_kind=touchpoint.symbol_kind,
+            symbol_start=touchpoint.symbol_start,
+            symbol_end=touchpoint.symbol_end,
         )
 
     def _store(self, connection: sqlite3.Connection, scan: _Scan, rows: list[TouchpointRow]) -> None:
@@ -221,18 +276,20 @@ class TouchpointIndex:
             connection.execute("DELETE FROM touchpoint_files WHERE path = ?", (scan.path,))
             return
         connection.executemany(
-            "INSERT INTO touchpoints (path, name, line, column, description, language, cell) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(row.path, row.name, row.line, row.column, row.description, row.language, row.cell) for row in rows],
+            f"INSERT INTO touchpoints ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(row.name, row.path, row.line, row.column, row.description, row.language, row.cell,
+              row.symbol, row.symbol_kind, row.symbol_start, row.symbol_end) for row in rows],
         )
         extraction = scan.extraction
         warnings = "\n".join(extraction.warnings) if extraction else ""
         if extraction and extraction.warnings:
             logger.warning("touchpoints: %s: %s", scan.path, "; ".join(extraction.warnings))
         connection.execute(
-            "INSERT OR REPLACE INTO touchpoint_files (path, content_hash, extractor_version, language, skipped, warnings)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (scan.path, scan.content_hash, EXTRACTOR_VERSION, extraction.language if extraction else None,
-             extraction.skipped if extraction else None, warnings),
+            "INSERT OR REPLACE INTO touchpoint_files"
+            " (path, content_hash, extractor_version, configuration, language, skipped, warnings)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (scan.path, scan.content_hash, EXTRACTOR_VERSION, self.fingerprint,
+             extraction.language if extraction else None, extraction.skipped if extraction else None, warnings),
         )
 
     def _events(
@@ -267,10 +324,7 @@ class TouchpointIndex:
             "deleted": scan.deleted,
             "added": sorted({row.name for row in added}),
             "removed": sorted({row.name for row in removed}),
-            "moved": [
-                {"name": new.name, "from_line": old.line, "to_line": new.line, "description": new.description}
-                for old, new in moved
-            ],
+            "moved": [_move(old, new) for old, new in moved],
             "touchpoints": [row.to_dict() for row in new_rows[:MAX_SUMMARY_TOUCHPOINTS]],
             "truncated": len(new_rows) > MAX_SUMMARY_TOUCHPOINTS,
         }
@@ -292,7 +346,7 @@ class TouchpointIndex:
         """Return index rows filtered by exact name and path, ordered by name, path and line."""
         where, parameters = _where(name, path)
         sql = (
-            "SELECT name, path, line, column, description, language, cell FROM touchpoints "
+            f"SELECT {_COLUMNS} FROM touchpoints "
             f"WHERE {where} ORDER BY name, path, coalesce(cell, 0), line, column LIMIT ? OFFSET ?"
         )
         rows = connection.execute(sql, (*parameters, -1 if limit is None else limit, offset)).fetchall()
@@ -303,3 +357,85 @@ class TouchpointIndex:
         """Return how many rows :meth:`query` would return without a limit."""
         where, parameters = _where(name, path)
         return int(connection.execute(f"SELECT count(*) FROM touchpoints WHERE {where}", parameters).fetchone()[0])
+
+
+def _move(old: TouchpointRow, new: TouchpointRow) -> dict[str, Any]:
+    """Describe one occurrence that changed place or text: its new row and its previous location."""
+    move = new.to_dict()
+    move.update(from_line=old.line, to_line=new.line, from_column=old.column, from_symbol=old.symbol)
+    if old.description != new.description:
+        move["from_description"] = old.description
+    return move
+
+
+def check_index(connection: sqlite3.Connection, root: str) -> list[dict[str, Any]]:
+    """Return lint findings for the indexed files, ordered by path and line.
+
+    Three kinds, each with ``path``, ``line``, ``kind`` and ``message``:
+    ``"duplicate"`` for a name written twice in one file, ``"malformed"`` for
+    an extractor warning such as a marker without a name, and
+    ``"annotates-nothing"`` for a marker with no symbol and no code after it.
+    """
+    findings: list[dict[str, Any]] = []
+    duplicates = connection.execute(
+        "SELECT path, name, group_concat(line) FROM touchpoints GROUP BY path, name HAVING count(*) > 1"
+    )
+    for path, name, lines in duplicates:
+        numbers = sorted(int(line) for line in str(lines).split(","))
+        for line in numbers[1:]:
+            findings.append(_finding(path, line, "duplicate",
+                                     f"touchpoint {name!r} is also at line {numbers[0]} of this file"))
+
+    for path, warnings in connection.execute("SELECT path, warnings FROM touchpoint_files WHERE warnings != ''"):
+        for warning in str(warnings).split("\n"):
+            line = _warning_line(warning)
+            message = warning.partition(": ")[2] if line else warning
+            findings.append(_finding(path, line, "malformed", message))
+
+    orphans = connection.execute(
+        "SELECT path, name, line, column, language FROM touchpoints WHERE symbol IS NULL AND cell IS NULL"
+        " ORDER BY path, line"
+    ).fetchall()
+    findings += _orphan_findings(root, orphans)
+    return sorted(findings, key=lambda finding: (finding["path"], finding["line"], finding["kind"]))
+
+
+def _finding(path: str, line: int, kind: str, message: str) -> dict[str, Any]:
+    return {"path": path, "line": line, "kind": kind, "message": message}
+
+
+def _warning_line(warning: str) -> int:
+    """Return the line an extractor warning names ("line 12: ..."), or 0 for a whole-file warning."""
+    head, _, _ = warning.partition(":")
+    words = head.split()
+    if len(words) >= 2 and words[-2] == "line" and words[-1].isdigit():
+        return int(words[-1])
+    return 0
+
+
+def _orphan_findings(root: str, rows: list[Any]) -> list[dict[str, Any]]:
+    from mcp_server.touchpoints.extract import decode_text
+    from mcp_server.touchpoints.symbols import followed_by_code
+
+    findings: list[dict[str, Any]] = []
+    texts: dict[str, str | None] = {}
+    for path, name, line, column, language in rows:
+        if path not in texts:
+            try:
+                with open(paths.resolve_in_project(root, path), "rb") as handle:
+                    texts[path] = decode_text(handle.read())
+            except OSError:
+                texts[path] = None
+        text = texts[path]
+        if text is None or language not in _scannable_languages():
+            continue
+        if not followed_by_code(text, language, line, column):
+            findings.append(_finding(path, line, "annotates-nothing",
+                                     f"touchpoint {name!r} is followed by no code; move it above the code it names"))
+    return findings
+
+
+def _scannable_languages() -> frozenset[str]:
+    from mcp_server.touchpoints.languages import LANGUAGES
+
+    return frozenset(LANGUAGES)

@@ -1,8 +1,9 @@
 """Touchpoints: ``@touchpoint NAME [description]`` markers written in source comments.
 
-This package finds the markers in a file's bytes and nothing more. The index,
-the MCP tools and the CLI above it store and serve the results. It imports only
-the standard library, because the capture hook may load it on every tool call.
+This package finds the markers in a file's bytes, with the declaration each one
+annotates. The index, the MCP tools and the CLI above it store and serve the
+results. Importing it loads only the standard library, because the capture hook
+may load it on every tool call.
 """
 
 from __future__ import annotations

@@ -14,11 +14,12 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .languages import KERNEL_LANGUAGES, LANGUAGES, NOTEBOOK, language_for_path
 from .scanner import CommentSpan, normalize_newlines, scan_comments
+from .symbols import associate
 
 __all__ = [
     "EXTRACTOR_VERSION",
@@ -26,12 +27,13 @@ __all__ = [
     "MAX_NOTEBOOK_BYTES",
     "Extraction",
     "Touchpoint",
+    "decode_text",
     "extract",
     "extract_text",
     "language_for_path",
 ]
 
-EXTRACTOR_VERSION = 1
+EXTRACTOR_VERSION = 2
 """Version of the extraction rules, part of every cache key.
 
 Bump it whenever the same bytes can yield different results, so that cached
@@ -95,6 +97,13 @@ class Touchpoint:
         language: Language the text was scanned as, such as ``"python"`` or
             ``"tsx"``. For a notebook it is the cell's language.
         cell: 0-based notebook cell index, or None outside notebooks.
+        symbol: Qualified name of the declaration the marker annotates, such as
+            ``Cart.render``: the one that follows the comment in the same block,
+            else the one enclosing it. None when there is neither.
+        symbol_kind: ``"function"``, ``"method"``, ``"class"`` or another
+            declaration kind; None with ``symbol``.
+        symbol_start: 1-based first line of the symbol, within the cell for notebooks.
+        symbol_end: 1-based last line of the symbol.
     """
 
     name: str
@@ -103,6 +112,10 @@ class Touchpoint:
     description: str
     language: str
     cell: int | None = None
+    symbol: str | None = None
+    symbol_kind: str | None = None
+    symbol_start: int | None = None
+    symbol_end: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +207,11 @@ def extract_text(text: str, language: str) -> tuple[Touchpoint, ...]:
     return tuple(touchpoints)
 
 
+def decode_text(data: bytes) -> str:
+    """Decode a file's bytes as :func:`extract` does: UTF-8, else Latin-1, with LF line breaks and no BOM."""
+    return _prepare(_decode(data)[0])
+
+
 def _decode(data: bytes) -> tuple[str, list[str]]:
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
@@ -216,6 +234,13 @@ def _extract_source(text: str, language: str, cell: int | None) -> tuple[list[To
     nameless: list[int] = []
     for span in scan_comments(text, language, containing=_MARKER):
         _parse_span(text, span, language, cell, touchpoints, nameless)
+    symbols = associate(text, language, [(touchpoint.line, touchpoint.column) for touchpoint in touchpoints])
+    for index, symbol in enumerate(symbols):
+        if symbol is not None:
+            touchpoints[index] = replace(
+                touchpoints[index], symbol=symbol.name, symbol_kind=symbol.kind,
+                symbol_start=symbol.start_line, symbol_end=symbol.end_line,
+            )
     return touchpoints, _nameless_warnings(nameless, cell)
 
 

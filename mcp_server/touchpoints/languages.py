@@ -590,7 +590,11 @@ _R = LanguageSyntax(
     strings=(
         # Raw strings: r"(...)", R'[...]', r"--{...}--" and the like.
         *(
-            StringLiteral(prefix + r"(?P<quote>[\"'])(?P<dashes>-*)" + re.escape(opening), closing + "{dashes}{quote}", escape="")
+            StringLiteral(
+                prefix + r"(?P<quote>[\"'])(?P<dashes>-*)" + re.escape(opening),
+                closing + "{dashes}{quote}",
+                escape="",
+            )
             for prefix in "rR"
             for opening, closing in (("(", ")"), ("[", "]"), ("{", "}"))
         ),

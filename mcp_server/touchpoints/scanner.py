@@ -89,14 +89,14 @@ def scan_comments(text: str, language: str, *, containing: str | None = None) ->
 _LINE, _BLOCK, _STRING, _EMBED, _JSX, _REGEX, _OPEN_BRACE, _CLOSE_BRACE = range(8)
 
 # Frames on the state stack. Each frame is a list whose first item is its mode:
-#   [_CODE, brace depth]; the bottom frame is the file's own code, and a frame
-#       above it is code inside ${...} or a JSX {...} and ends at its matching "}".
-#   [_TEMPLATE, body pattern, multiline]: inside an interpolating string.
-#   [_TAG, offset of "<", span count at "<", opened from code]: inside a JSX tag.
-#   [_CHILDREN]: JSX element text, which is not code.
+#   [_CODE, brace depth] is code. The bottom frame is the file's own code. A
+#       frame above it is code inside ${...} or a JSX {...} and ends at its "}".
+#   [_TEMPLATE, body pattern, multiline] is the inside of an interpolating string.
+#   [_TAG, offset of "<", span count at "<", opened from code] is a JSX tag.
+#   [_CHILDREN] is JSX element text, which is not code.
 _CODE, _TEMPLATE, _TAG, _CHILDREN = range(4)
 
-Spec = LineComment | BlockComment | StringLiteral | EmbeddedBlock
+_Spec = LineComment | BlockComment | StringLiteral | EmbeddedBlock
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _GROUP_NAME = re.compile(r"\(\?P<\w+>")
@@ -121,6 +121,7 @@ _PYTHON_EXPRESSION_KEYWORDS = frozenset(
      "lambda", "assert", "del", "raise"}
 )
 _DOCSTRING_PREFIXES = frozenset({"", "r", "u"})
+_DEFINITION = re.compile(r"[ \t]*(?:async[ \t]+)?(?:def|class)\b")
 
 _KEY_INDENT = re.compile(r"[ ]*(?:-[ ]+)*")
 _ATTRIBUTE = re.compile(r"""(?<![\w-])(lang|type)\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
@@ -131,7 +132,7 @@ class _Rule:
     kind: int
     index: int
     opener: re.Pattern[str]
-    spec: Spec | None = None
+    spec: _Spec | None = None
     not_after: re.Pattern[str] | None = None
     after: str | None = None
     templated: bool = False
@@ -164,7 +165,7 @@ class _Grammar:
 def _grammar(language: str) -> _Grammar:
     """Compile a language's syntax into token patterns, once per process."""
     syntax = LANGUAGES[language]
-    specs: list[tuple[int, Spec]] = [(_BLOCK, spec) for spec in syntax.block_comments]
+    specs: list[tuple[int, _Spec]] = [(_BLOCK, spec) for spec in syntax.block_comments]
     specs += [(_LINE, spec) for spec in syntax.line_comments]
     specs += [(_STRING, spec) for spec in syntax.strings]
     specs += [(_EMBED, spec) for spec in syntax.embedded]
@@ -188,7 +189,7 @@ def _grammar(language: str) -> _Grammar:
     )
 
 
-def _rule(kind: int, index: int, spec: Spec) -> _Rule:
+def _rule(kind: int, index: int, spec: _Spec) -> _Rule:
     closer = getattr(spec, "closer", "")
     not_after = getattr(spec, "not_after", None)
     templated = bool(_PLACEHOLDER.search(closer))
@@ -306,8 +307,9 @@ class _Scanner:
         self.text = text
         # (content start, content end, opener start, closer end) for each comment.
         self.spans: list[tuple[int, int, int, int]] = []
-        # (offset of the line break after a heredoc opener, offset where its body
-        # ends): code resumes there once the rest of the opener's line is scanned.
+        # Heredoc body still ahead, as the offset of the line break after its
+        # opener and the offset where the body ends. Code resumes at the body's
+        # end once the rest of the opener's line is scanned.
         self.pending: tuple[int, int] | None = None
         # Characters that may still be read twice after a "<" or "/" turned out
         # not to start JSX or a regular expression. Once spent, both guesses are
@@ -351,7 +353,8 @@ class _Scanner:
             match = fallback
         new_pos = self._dispatch(rule, match, stack, end)
         if pending is not None and self.pending is pending and new_pos > pending[0]:
-            # A literal that spans lines makes the heredoc guess doubtful.
+            # A literal that crosses the line break means the opener was probably
+            # not a heredoc, so its body is not skipped.
             self.pending = None
         return new_pos
 
@@ -649,8 +652,9 @@ class _Scanner:
         """Tell whether the triple-quoted string at ``quote`` starts a Python statement.
 
         The rule is lexical. The string, with an optional r or u prefix, must be
-        the first thing on its line. The code before it must not end with an
-        operator, an open bracket or a keyword that expects an expression.
+        the first thing on its line, or follow the colon of a one-line ``def``
+        or ``class`` header. The code before it must not end with an operator,
+        an open bracket or a keyword that expects an expression.
         """
         # NOTE: brackets are not tracked, so a string that starts a line inside
         # f(a,\n  b\n  """...""") after a name still counts as a docstring.
@@ -667,7 +671,8 @@ class _Scanner:
         while before >= 0 and text[before] in " \t":
             before -= 1
         if before >= 0 and text[before] != "\n":
-            return False
+            line_start = text.rfind("\n", 0, before) + 1
+            return text[before] == ":" and _DEFINITION.match(text, line_start) is not None
 
         before = self._previous_code(start)
         if before < 0:

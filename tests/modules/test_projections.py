@@ -46,7 +46,14 @@ def test_touchpoint_events_on_change(project: Project, runtime: Runtime) -> None
     assert len(updates) == 2
     assert updates[1].payload["added"] == ["gamma"]
     assert updates[1].payload["removed"] == ["beta"]
-    assert updates[1].payload["moved"] == [{"name": "alpha", "from_line": 1, "to_line": 2, "description": "first"}]
+    moved = updates[1].payload["moved"]
+    assert len(moved) == 1
+    assert {key: moved[0][key] for key in ("name", "from_line", "to_line", "description")} == {
+        "name": "alpha", "from_line": 1, "to_line": 2, "description": "first"
+    }
+    assert moved[0]["path"] == "src/a.py"
+    assert moved[0]["line"] == 2
+    assert moved[0]["from_column"] == 3
     assert updates[1].metadata["causation_id"] is not None
 
 

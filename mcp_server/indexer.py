@@ -1,0 +1,207 @@
+"""Full index of a project: bring the touchpoint index in step with every file on disk.
+
+The touchpoint index is a projection of the event log, so the full index does
+not write index rows itself. It lists the project's files (``git ls-files -co
+--exclude-standard`` in a git repository, else a walk that skips
+:data:`SKIPPED_DIRECTORIES`), and appends one ``code.modified`` event, origin
+``"index"``, for each file whose cache key differs from the index's record,
+plus one ``code.deleted`` for each indexed file that is gone. The runtime's
+projections then process those events as they process hook events, and a
+rebuild replays them to the same result. A file with no marker bytes and no
+indexed rows would index to nothing, so it gets no event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from mcp_server.events import make_event
+from mcp_server.touchpoints import EXTRACTOR_VERSION, MAX_NOTEBOOK_BYTES, language_for_path
+
+if TYPE_CHECKING:
+    from mcp_server.runtime import Runtime
+
+__all__ = ["SKIPPED_DIRECTORIES", "IndexReport", "TerminalProgress", "index_project", "project_files"]
+
+logger = logging.getLogger(__name__)
+
+SKIPPED_DIRECTORIES = frozenset({".git", "node_modules", ".venv", "venv", ".eventsync", "__pycache__", ".tox"})
+"""Folders never indexed, even when git does not ignore them: tool state and installed dependencies."""
+
+EVENT_BATCH = 500
+"""Events appended, then processed, per step, so progress moves and one transaction stays small."""
+
+_MARKER = b"@touchpoint"
+
+Progress = Callable[[int, int, str], None]
+"""Callback ``(done, total, phase)``; phase is ``"scan"`` or ``"process"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexReport:
+    """Outcome of one full index.
+
+    Attributes:
+        files: Files listed with a known language.
+        changed: Files whose index record was out of date; one ``code.modified`` each.
+        deleted: Indexed files no longer on disk; one ``code.deleted`` each.
+        unreadable: Files that could not be read, as ``(path, reason)``.
+    """
+
+    files: int
+    changed: int
+    deleted: int
+    unreadable: tuple[tuple[str, str], ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the report as the CLI's ``--json`` and the MCP tool show it."""
+        return {
+            "files": self.files,
+            "changed": self.changed,
+            "deleted": self.deleted,
+            "unreadable": [{"path": path, "reason": reason} for path, reason in self.unreadable],
+        }
+
+
+def project_files(root: str) -> list[str]:
+    """Return the project-relative paths of the files to index, sorted, with ``/`` separators."""
+    listed = _git_files(root)
+    if listed is None:
+        listed = list(_walk(root))
+    return sorted(
+        path for path in listed
+        if language_for_path(path) is not None and SKIPPED_DIRECTORIES.isdisjoint(path.split("/")[:-1])
+    )
+
+
+def _git_files(root: str) -> list[str] | None:
+    try:
+        import git
+    except ImportError:
+        return None
+    try:
+        repository = git.Repo(root, search_parent_directories=False)
+        output = repository.git.ls_files("-co", "--exclude-standard", "-z")
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError, git.GitCommandNotFound):
+        return None
+    return [path for path in dict.fromkeys(output.split("\0")) if path]
+
+
+def _walk(root: str) -> Iterator[str]:
+    for folder, directories, files in os.walk(root):
+        directories[:] = sorted(name for name in directories if name not in SKIPPED_DIRECTORIES)
+        relative = os.path.relpath(folder, root)
+        for name in files:
+            path = name if relative == "." else os.path.join(relative, name)
+            yield path.replace(os.sep, "/")
+
+
+def index_project(runtime: Runtime, *, progress: Progress | None = None) -> IndexReport:
+    """Append events for every file whose index record is stale, and process them.
+
+    Args:
+        runtime: The project's runtime; its projections are caught up first.
+        progress: Called after each file is read and after each batch is processed.
+    """
+    runtime.catch_up()
+    connection = runtime.log.connection
+    fingerprint = runtime.touchpoints.fingerprint
+    records = {
+        str(path): (content_hash, version, configuration)
+        for path, content_hash, version, configuration in connection.execute(
+            "SELECT path, content_hash, extractor_version, configuration FROM touchpoint_files"
+        )
+    }
+    with_rows = {str(row[0]) for row in connection.execute("SELECT DISTINCT path FROM touchpoints")}
+
+    files = project_files(runtime.root)
+    events: list[dict[str, object]] = []
+    unreadable: list[tuple[str, str]] = []
+    for done, path in enumerate(files, 1):
+        event = _stale_file_event(runtime.root, path, records.get(path), path in with_rows, fingerprint, unreadable)
+        if event is not None:
+            events.append(event)
+        if progress is not None:
+            progress(done, len(files), "scan")
+
+    listed = set(files)
+    deleted = [path for path in sorted(records.keys() | with_rows) if path not in listed]
+    events += [make_event("code.deleted", {"path": path, "origin": "index"}, source="index") for path in deleted]
+    _append_and_process(runtime, events, progress)
+    logger.info("indexed %d files: %d changed, %d deleted", len(files), len(events) - len(deleted), len(deleted))
+    return IndexReport(len(files), len(events) - len(deleted), len(deleted), tuple(unreadable))
+
+
+def _stale_file_event(
+    root: str,
+    path: str,
+    record: tuple[str | None, int, str] | None,
+    has_rows: bool,
+    fingerprint: str,
+    unreadable: list[tuple[str, str]],
+) -> dict[str, object] | None:
+    """Return a ``code.modified`` event for ``path`` when its index record is stale, else None."""
+    absolute = os.path.join(root, path)
+    try:
+        size = os.path.getsize(absolute)
+        if size > MAX_NOTEBOOK_BYTES:
+            # Too large for any limit: the projection records the skip without reading it.
+            data = b""
+        else:
+            with open(absolute, "rb") as handle:
+                data = handle.read()
+    except OSError as exc:
+        unreadable.append((path, exc.strerror or str(exc)))
+        return None
+    if size <= MAX_NOTEBOOK_BYTES and record is None and not has_rows and _MARKER not in data:
+        return None
+
+    content_hash = "sha256:" + hashlib.sha256(data).hexdigest() if data or size == 0 else None
+    if record is not None and record == (content_hash, EXTRACTOR_VERSION, fingerprint):
+        return None
+    payload: dict[str, object] = {"path": path, "size": size, "origin": "index"}
+    if content_hash is not None:
+        payload["content_hash"] = content_hash
+    return make_event("code.modified", payload, source="index")
+
+
+def _append_and_process(runtime: Runtime, events: list[dict[str, object]], progress: Progress | None) -> None:
+    for start in range(0, len(events), EVENT_BATCH):
+        runtime.log.append(events[start : start + EVENT_BATCH])
+        runtime.catch_up()
+        if progress is not None:
+            progress(min(start + EVENT_BATCH, len(events)), len(events), "process")
+    if not events:
+        runtime.catch_up()
+
+
+class TerminalProgress:
+    """A one-line progress bar on a terminal, redrawn in place; silent when the stream is not a TTY."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self.width = width
+        self._last: tuple[str, int] | None = None
+
+    def __call__(self, done: int, total: int, phase: str) -> None:
+        """Redraw the bar when the shown percentage changes."""
+        if not self.enabled or total <= 0:
+            return
+        percent = done * 100 // total
+        if self._last == (phase, percent):
+            return
+        self._last = (phase, percent)
+        filled = self.width * done // total
+        label = "reading files" if phase == "scan" else "indexing"
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r{label:<13} [{bar}] {percent:3d}% {done}/{total}")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
