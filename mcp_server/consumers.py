@@ -365,7 +365,8 @@ class ConsumerRunner:
         with self.log.transaction() as connection:
             if self.log.checkpoint(projection.name, connection) != expected:
                 raise _CheckpointMoved
-            if event.type != "event.failed":
+            replaying = event.position <= self.log.replay_until(projection.name, connection)
+            if event.type != "event.failed" and not replaying:
                 self.log.append_in(connection, [failure])
             if park:
                 self.log.park(connection, projection.name, event, f"{error_type}: {error}", attempt)

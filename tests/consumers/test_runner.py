@@ -261,3 +261,19 @@ def test_lease_released_when_caught_up(log: SQLiteEventLog) -> None:
     assert leases_after == {}
     assert handled == 2
     assert _applied(log) == 5
+
+
+def test_rebuild_does_not_repeat_failures(log: SQLiteEventLog) -> None:
+    projection = CountingProjection({"broken": [ValueError("bad payload"), ValueError("bad payload")]})
+    runner = ConsumerRunner(log)
+    runner.ensure(projection)
+    _append(log, 1, key="broken")
+    runner.catch_up(projection)
+    failures_before = log.query(EventFilter(types=("event.failed",))).total
+
+    runner.reset(projection)
+    runner.catch_up(projection)
+
+    assert failures_before == 1
+    assert log.query(EventFilter(types=("event.failed",))).total == 1
+    assert len(log.parked("counting")) == 1
