@@ -377,10 +377,18 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
     async def index_project(ctx: Context[Any, Any]) -> dict[str, Any]:
         """Re-index every project file whose touchpoints may be out of date (honours .gitignore); reports progress."""
 
+        scanned = [0]  # files read; processing counts on from there
+
         def progress(done: int, total: int, phase: str) -> None:
-            if done == total or done % 200 == 0:
-                label = "reading files" if phase == "scan" else "indexing"
-                anyio.from_thread.run(ctx.report_progress, done, total, label)
+            # MCP requires each notification's progress to exceed the last one, so the
+            # processing phase continues from the number of files read instead of restarting at 0.
+            if phase == "scan":
+                scanned[0] = total
+                if done == total or done % 200 == 0:
+                    anyio.from_thread.run(ctx.report_progress, done, total, "reading files")
+            else:
+                # Called once per batch of events, so every call is reported.
+                anyio.from_thread.run(ctx.report_progress, scanned[0] + done, scanned[0] + total, "indexing")
 
         report = await _call(_state(ctx).runtime.index_project, progress)
         return dict(report.to_dict())

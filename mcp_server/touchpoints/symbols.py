@@ -17,7 +17,7 @@ import bisect
 import functools
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = ["Symbol", "associate", "tree_sitter_available"]
@@ -78,28 +78,48 @@ def _python_symbols(text: str, markers: list[tuple[int, int]]) -> list[Symbol | 
     so parsing a whole generated file of 200,000 lines for a few markers would
     take seconds. A region runs from the top-level statement before the marker
     to the end of the one after it; when that slice does not parse (a line at
-    column 0 inside a string, a continuation), the whole file is parsed once.
+    column 0 inside a string, a continuation), the whole file is parsed once. So
+    is a file whose markers' regions add up to more lines than the file has.
     """
     lines = text.split("\n")
     boundaries = _top_level_starts(lines)
+    spans = [_region(boundaries, line, len(lines)) for line, _ in markers]
     regions: dict[tuple[int, int], ast.Module | None] = {}
     whole: list[ast.Module | None] = []
+    if sum(end - start for start, end in set(spans)) > len(lines):
+        # Regions of neighbouring markers overlap, so together they would parse more lines
+        # than the file has. A file that does not parse as a whole still goes region by region.
+        module = _parse_region(lines, 0, len(lines))
+        whole.append(module)
+        if module is not None:
+            spans = [(0, len(lines))] * len(spans)
+            regions[(0, len(lines))] = module
     symbols: list[Symbol | None] = []
-    for line, column in markers:
-        index = bisect.bisect_right(boundaries, line - 1)
-        start = boundaries[index - 1] if index > 0 else 0
-        end = boundaries[index + 1] if index + 1 < len(boundaries) else len(lines)
+    for (line, column), (start, end) in zip(markers, spans, strict=True):
         if (start, end) not in regions:
             regions[(start, end)] = _parse_region(lines, start, end)
         module = regions[(start, end)]
         if module is None:
             if not whole:
                 whole.append(_parse_region(lines, 0, len(lines)))
-            module = whole[0]
+            module, start = whole[0], 0
             if module is None:
                 return None
-        symbols.append(_python_symbol(module.body, (line, column - 1), []))
+        # The region's line numbers start at 1 on line start + 1. Shifting the marker and
+        # the result is cheaper than ast.increment_lineno, which walks every node of the region.
+        symbol = _python_symbol(module.body, (line - start, column - 1), [])
+        if symbol is not None and start:
+            symbol = replace(symbol, start_line=symbol.start_line + start, end_line=symbol.end_line + start)
+        symbols.append(symbol)
     return symbols
+
+
+def _region(boundaries: list[int], line: int, line_count: int) -> tuple[int, int]:
+    """Return the 0-based line span from the top-level statement before ``line`` to the end of the one after it."""
+    index = bisect.bisect_right(boundaries, line - 1)
+    start = boundaries[index - 1] if index > 0 else 0
+    end = boundaries[index + 1] if index + 1 < len(boundaries) else line_count
+    return start, end
 
 
 _CONTINUATION_KEYWORDS = ("else", "elif", "except", "finally", "case")
@@ -121,10 +141,9 @@ def _top_level_starts(lines: list[str]) -> list[int]:
 
 def _parse_region(lines: list[str], start: int, end: int) -> ast.Module | None:
     try:
-        module = ast.parse("\n".join(lines[start:end]))
+        return ast.parse("\n".join(lines[start:end]))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
-    return ast.increment_lineno(module, start) if start else module
 
 
 def _python_start(node: ast.stmt) -> tuple[int, int]:
