@@ -15,10 +15,23 @@ from mcp_server.events import make_event
 from mcp_server.store.base import EventFilter, EventLog
 from mcp_server.store.memory import MemoryEventLog
 from mcp_server.store.sqlite import SQLiteEventLog
+from mcp_server.team.settings import jetstream_available
+
+from conftest import require_service
+
+
+def _jetstream_log(folder: Path) -> EventLog:
+    """A JetStream log on a stream of its own, deleted when the log closes."""
+    from mcp_server.store.nats import NatsEventLog
+
+    require_service("NATS JetStream on 127.0.0.1:4222", jetstream_available)
+    return NatsEventLog.temporary()
+
 
 BACKENDS: dict[str, Callable[[Path], EventLog]] = {
     "memory": lambda folder: MemoryEventLog(),
     "sqlite": lambda folder: SQLiteEventLog(str(folder / "events.db")),
+    "nats": _jetstream_log,
 }
 
 
