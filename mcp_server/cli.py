@@ -86,6 +86,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
     from mcp_server.store.base import EventFilter
 
     runtime = _runtime(args)
+    runtime.catch_up()  # modules emit events too (a Bash command's file.saved comes from reconcile)
     query = EventFilter(types=tuple(args.type or ()), source=args.source, session_id=args.session)
     page = runtime.query_events(query, limit=args.limit, cursor=args.cursor, descending=not args.ascending)
     if args.json:

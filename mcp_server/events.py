@@ -28,6 +28,7 @@ __all__ = [
     "Event",
     "EventMetadata",
     "EventType",
+    "PAYLOAD_VERSIONS",
     "causation_depth",
     "make_event",
 ]
@@ -82,13 +83,19 @@ def _catalog(*entries: tuple[str, str, str]) -> dict[str, EventType]:
 
 
 CATALOG: dict[str, EventType] = _catalog(
-    ("file.saved", "capture", "Claude Code's Write, Edit, MultiEdit or NotebookEdit wrote a file (path, tool, content hash, size)."),
-    ("code.modified", "capture", "A file changed outside Claude's file tools (shell command, editor, formatter)."),
+    ("file.saved", "capture", "Claude Code's Write, Edit, MultiEdit or NotebookEdit wrote a file, or a Bash command "
+     "created or changed one (tool 'Bash', found by reconcile); path, tool, content hash, size."),
+    ("code.modified", "capture", "A file changed outside Claude Code's tools (editor, formatter, another program); "
+     "origin 'FileChanged' or 'outside'."),
     ("code.deleted", "capture", "A file was deleted."),
     ("refactor.complete", "capture", "Files were renamed or moved; the payload maps old paths to new ones."),
     ("command.executed", "capture", "The Bash tool ran a command (redacted command text, folder, stale files)."),
-    ("session.started", "capture", "A Claude Code session started."),
-    ("session.ended", "capture", "A Claude Code session ended."),
+    ("file.read", "capture", "Claude Code's Read tool read a file (path); marks the file as used by the session."),
+    ("session.started", "capture", "A Claude Code session started or resumed (source, model)."),
+    ("session.ended", "capture", "A Claude Code session ended (reason)."),
+    ("session.turn.ended", "capture", "Claude Code's Stop hook fired: the main agent finished its turn."),
+    ("session.turn.completed", "reconcile", "What a session's turn changed: files saved, deleted and renamed, "
+     "commands, changes by other programs."),
     ("touchpoint.added", "touchpoints", "A @touchpoint annotation appeared (name, path, line, description)."),
     ("touchpoint.removed", "touchpoints", "A @touchpoint annotation disappeared from a file."),
     ("touchpoint.updated", "touchpoints", "Per-file summary after re-extraction: names added, removed, moved, and the current list."),
@@ -99,16 +106,28 @@ CATALOG: dict[str, EventType] = _catalog(
     ("entity.deleted", "pm", "A generic graph entity was deleted."),
     ("project.created", "pm", "A project was created."),
     ("task.created", "pm", "A task was created."),
+    ("task.updated", "pm", "A task's title or estimate changed, or it was linked to more touchpoints."),
+    ("task.dependency.added", "pm", "A task now waits for another task of its project to be completed."),
+    ("task.dependency.removed", "pm", "A task no longer waits for another task."),
     ("task.assigned", "pm", "A task was assigned to a person or agent."),
     ("task.completed", "pm", "A task was completed."),
-    ("task.unblocked", "pm", "A task's last open dependency was completed."),
+    ("task.unblocked", "pm", "A task's last open dependency was completed or removed."),
     ("project.progress.updated", "pm", "A project's share of completed tasks changed."),
     ("bottleneck.detected", "pm", "A task or person holds up much of the remaining work."),
     ("schema.updated", "schema", "Event payload schemas were added, changed or removed."),
     ("module.loaded", "runtime", "A module started, with the types it subscribes to and emits."),
+    ("query.invalidated", "schema", "A saved query or module subscription uses a field or type a schema change removed."),
+    ("integration.failed", "webhooks", "A webhook delivery failed after its last attempt (url, event id, attempts, error)."),
     ("event.failed", "bus", "A handler failed on an event (event id and type, handler, error), or a causation chain was cut."),
 )
 """Event types eventsync itself produces. Other dotted lower-case types are accepted too."""
+
+PAYLOAD_VERSIONS: dict[str, int] = {}
+"""Current payload schema version per type, kept by :data:`mcp_server.schema.registry.REGISTRY`.
+
+:func:`make_event` stamps it into ``metadata.schema_version`` so readers can
+upcast old payloads; a type missing here is written without the key (version 1).
+"""
 
 
 MAX_CAUSATION_DEPTH = 16
@@ -140,6 +159,8 @@ def make_event(
     subjects.validate_type(event_type)
     new_id = event_id or ids.new_event_id()
     metadata: dict[str, Any] = {"session_id": session_id, "correlation_id": new_id, "causation_id": None, "depth": 0}
+    if event_type in PAYLOAD_VERSIONS:
+        metadata["schema_version"] = PAYLOAD_VERSIONS[event_type]
     if cause is not None:
         metadata["session_id"] = session_id or cause.metadata.get("session_id")
         metadata["correlation_id"] = cause.metadata.get("correlation_id") or cause.id

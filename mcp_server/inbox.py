@@ -46,8 +46,7 @@ def write_event(inbox_dir: str, event: dict[str, object]) -> str:
     try:
         descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileNotFoundError:
-        os.makedirs(os.path.join(inbox_dir, "tmp"), exist_ok=True)
-        os.makedirs(os.path.join(inbox_dir, "new"), exist_ok=True)
+        _create_inbox(inbox_dir)
         descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(descriptor, data)
@@ -56,6 +55,23 @@ def write_event(inbox_dir: str, event: dict[str, object]) -> str:
 
     os.replace(staging, final)
     return final
+
+
+def _create_inbox(inbox_dir: str) -> None:
+    """Create the inbox folders and keep the folder above them out of git.
+
+    The first hook run in a project may come before any eventsync process
+    has opened the data folder, and ``git add -A`` must not pick up events.
+    """
+    os.makedirs(os.path.join(inbox_dir, "tmp"), exist_ok=True)
+    os.makedirs(os.path.join(inbox_dir, "new"), exist_ok=True)
+    ignore = os.path.join(os.path.dirname(inbox_dir), ".gitignore")
+    if not os.path.exists(ignore):
+        try:
+            with open(ignore, "x", encoding="utf-8") as handle:
+                handle.write("# Created by eventsync: the event log and its state are local to this machine.\n*\n")
+        except OSError:
+            pass
 
 
 def pending_files(inbox_dir: str) -> list[str]:

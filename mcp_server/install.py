@@ -43,8 +43,11 @@ __all__ = [
     "uninstall_project",
 ]
 
-HOOK_MATCHER = "Write|Edit|MultiEdit|NotebookEdit|Bash"
-"""Tools whose PostToolUse the hook captures; an exact-name list, so ``Edit`` does not match ``NotebookEdit`` twice."""
+HOOK_MATCHER = "Write|Edit|MultiEdit|NotebookEdit|Bash|Read"
+"""Tools whose PostToolUse the hook captures, as an exact-name list (so ``Edit`` does not match ``NotebookEdit``).
+
+``Read`` is included, recorded as ``file.read``, so a session hears when another one changes a file it only read.
+"""
 
 HOOK_EVENTS: dict[str, str | None] = {
     "PostToolUse": HOOK_MATCHER,

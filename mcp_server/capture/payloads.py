@@ -1,28 +1,45 @@
 """Translation of one Claude Code hook payload into events.
 
-Claude Code sends a JSON object on the hook's stdin. For ``PostToolUse`` this
-module returns:
+Claude Code sends a JSON object on the hook's stdin. This module returns:
 
-* one ``file.saved`` per changed file for ``Write``, ``Edit``, ``NotebookEdit``
-  and the legacy ``MultiEdit`` (its path is the top-level ``file_path``, never
-  inside ``edits[]``), unless ``tool_response.staged`` says the file was held
-  for review and not written;
-* one ``command.executed`` for ``Bash``, with secrets redacted;
-* nothing for other tools and other hook events.
+* for ``PostToolUse``, one ``file.saved`` per changed file for ``Write``,
+  ``Edit``, ``NotebookEdit`` and the legacy ``MultiEdit`` (its path is the
+  top-level ``file_path``, never inside ``edits[]``), unless
+  ``tool_response.staged`` marks the file as held for review and not
+  written. ``Bash`` gives one ``command.executed`` with secrets redacted,
+  ``Read`` one ``file.read``, and other tools nothing.
+* ``session.started`` for ``SessionStart``, ``session.ended`` for
+  ``SessionEnd`` and ``session.turn.ended`` for ``Stop``.
+* ``code.modified`` or ``code.deleted`` for ``FileChanged``, which Claude
+  Code's file watcher sends whatever program wrote the file.
+* nothing for other hook events. ``UserPromptSubmit`` only collects notices
+  (see :mod:`mcp_server.capture.notices`).
 
-Events carry the path relative to the project root, a content hash and the
-size, never the file's content. Their ids derive from (session, tool use,
-path, content hash), so the same change delivered twice is stored once.
-Unknown payload keys are ignored, and missing optional ones are tolerated.
+Events carry the path relative to the project root, a content hash, the size
+and the modification time, never the file's content. Ids are derived from
+what identifies the change, so the same change delivered twice (the hook
+configured in both plugin and project settings, a retry, two sessions
+watching one file) is stored once. Unknown payload keys are ignored, and
+missing optional ones are tolerated.
 """
 
 from __future__ import annotations
 
 import os
+import time
+
 from mcp_server import clock, ids, jsoncodec, paths
 from mcp_server.capture.redact import redact_command
 
-__all__ = ["FILE_TOOLS", "HASH_LIMIT_BYTES", "HookInputError", "events_from_payload", "parse_payload"]
+__all__ = [
+    "DUPLICATE_WINDOW_NS",
+    "FILE_TOOLS",
+    "HASH_LIMIT_BYTES",
+    "HookInputError",
+    "events_from_payload",
+    "nearest_folder_mtime",
+    "parse_payload",
+]
 
 FILE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 """Tools whose PostToolUse payload means a file was written."""
@@ -32,6 +49,16 @@ HASH_LIMIT_BYTES = 64 * 1024 * 1024
 
 MAX_COMMAND_CHARS = 2000
 """Recorded shell commands are cut to this length; long heredocs add nothing to the log."""
+
+DUPLICATE_WINDOW_NS = 10 * 1_000_000_000
+"""Width of the time bucket in the ids of session events.
+
+Session payloads carry no per-delivery id. Two copies of one hook (plugin and
+project settings run both, in parallel, milliseconds apart) therefore agree
+on an id only through the time they ran. Two copies that straddle a bucket
+boundary are stored twice, and two real events of one kind within one bucket
+are stored once.
+"""
 
 _HASH_CHUNK = 1024 * 1024
 
@@ -64,15 +91,33 @@ def events_from_payload(payload: dict[str, object], root: str) -> list[dict[str,
     Raises:
         HookInputError: a file tool's payload names no file, or a path outside ``root``.
     """
-    if payload.get("hook_event_name", "PostToolUse") != "PostToolUse":
-        return []
+    hook_event = payload.get("hook_event_name", "PostToolUse")
+    if hook_event == "PostToolUse":
+        return _post_tool_use(payload, root)
+    if hook_event == "SessionStart":
+        return [_session_started(payload, root)]
+    if hook_event == "SessionEnd":
+        body = {"reason": _text(payload, "reason") or "other"}
+        return [_session_event("session.ended", payload, body, _time_bucket())]
+    if hook_event == "Stop":
+        return [_turn_ended(payload)]
+    if hook_event == "FileChanged":
+        return _file_changed(payload, root)
+    return []
 
+
+def _post_tool_use(payload: dict[str, object], root: str) -> list[dict[str, object]]:
     tool = payload.get("tool_name")
     if tool in FILE_TOOLS:
         return _file_saved(payload, str(tool), root)
     if tool == "Bash":
         return [_command_executed(payload, root)]
+    if tool == "Read":
+        return _file_read(payload, root)
     return []
+
+
+# -- reading payload fields --------------------------------------------------------------
 
 
 def _text(mapping: object, key: str) -> str:
@@ -105,14 +150,31 @@ def _change_kind(payload: dict[str, object], tool: str) -> str:
     return "edit"
 
 
-def _fingerprint(absolute: str) -> tuple[str | None, int | None]:
-    """Return ``(content hash, size)``, with None for what cannot be read."""
+def _project_path(root: str, raw_path: str, tool: str) -> str:
+    """Return ``raw_path`` relative to the root.
+
+    Raises:
+        HookInputError: the path is empty or lies outside the root.
+    """
+    if not raw_path:
+        raise HookInputError(f"{tool} payload names no file: tool_input has no file path")
+    relative = paths.to_project_path(root, raw_path)
+    if relative is None:
+        raise HookInputError(f"{tool} changed {raw_path!r}, which is outside the project root {root!r}; not recorded")
+    return relative
+
+
+# -- looking at files --------------------------------------------------------------------
+
+
+def _observe(absolute: str) -> tuple[str | None, int | None, int | None]:
+    """Return ``(content hash, size, modification time in ns)``, with None for what cannot be read."""
     try:
-        size = os.path.getsize(absolute)
+        status = os.stat(absolute)
     except OSError:
-        return None, None
-    if size > HASH_LIMIT_BYTES:
-        return None, size
+        return None, None, None
+    if status.st_size > HASH_LIMIT_BYTES:
+        return None, status.st_size, status.st_mtime_ns
 
     try:
         from _sha256 import sha256  # Python 3.11; hashlib would load OpenSSL (~2 ms)
@@ -125,8 +187,26 @@ def _fingerprint(absolute: str) -> tuple[str | None, int | None]:
             while chunk := handle.read(_HASH_CHUNK):
                 digest.update(chunk)
     except OSError:
-        return None, size
-    return "sha256:" + digest.hexdigest(), size
+        return None, status.st_size, status.st_mtime_ns
+    return "sha256:" + digest.hexdigest(), status.st_size, status.st_mtime_ns
+
+
+def nearest_folder_mtime(absolute: str, root: str) -> int:
+    """Return the modification time of the nearest existing folder above ``absolute``, or 0.
+
+    Removing a file updates its folder's time, so two hooks reporting the
+    same removal agree on it while a later removal of a re-created file does not.
+    """
+    folder = os.path.dirname(absolute)
+    while len(folder) >= len(root):
+        try:
+            return os.stat(folder).st_mtime_ns
+        except OSError:
+            folder = os.path.dirname(folder)
+    return 0
+
+
+# -- building events ---------------------------------------------------------------------
 
 
 def _metadata(payload: dict[str, object], tool_use_id: str) -> dict[str, object]:
@@ -155,20 +235,17 @@ def _event(event_type: str, event_id: str, payload: dict[str, object], metadata:
     }
 
 
+def _time_bucket() -> str:
+    return str(time.time_ns() // DUPLICATE_WINDOW_NS)
+
+
 def _file_saved(payload: dict[str, object], tool: str, root: str) -> list[dict[str, object]]:
     tool_response = payload.get("tool_response")
     if isinstance(tool_response, dict) and tool_response.get("staged") is True:
         return []
 
-    raw_path = _changed_path(payload, tool)
-    if not raw_path:
-        raise HookInputError(f"{tool} payload names no file: tool_input has no file path")
-    relative = paths.to_project_path(root, raw_path)
-    if relative is None:
-        raise HookInputError(f"{tool} changed {raw_path!r}, which is outside the project root {root!r}; not recorded")
-
-    absolute = os.path.join(root, relative)
-    content_hash, size = _fingerprint(absolute)
+    relative = _project_path(root, _changed_path(payload, tool), tool)
+    content_hash, size, mtime_ns = _observe(os.path.join(root, relative))
     session_id = _text(payload, "session_id")
     tool_use_id = _text(payload, "tool_use_id")
     event_id = ids.derived_event_id("file.saved", session_id, tool_use_id, relative, content_hash or "")
@@ -180,9 +257,24 @@ def _file_saved(payload: dict[str, object], tool: str, root: str) -> list[dict[s
         "edits": _edit_count(payload, tool),
         "content_hash": content_hash,
         "size": size,
+        "mtime_ns": mtime_ns,
         "exists": size is not None,
     }
     return [_event("file.saved", event_id, body, _metadata(payload, tool_use_id))]
+
+
+def _file_read(payload: dict[str, object], root: str) -> list[dict[str, object]]:
+    raw_path = _changed_path(payload, "Read")
+    relative = paths.to_project_path(root, raw_path) if raw_path else None
+    if relative is None:
+        return []  # no path, or a file outside the project: nothing this project tracks
+    session_id = _text(payload, "session_id")
+    tool_use_id = _text(payload, "tool_use_id")
+    if tool_use_id:
+        event_id = ids.derived_event_id("file.read", session_id, tool_use_id, relative)
+    else:
+        event_id = ids.new_event_id()
+    return [_event("file.read", event_id, {"path": relative, "tool": "Read"}, _metadata(payload, tool_use_id))]
 
 
 def _project_cwd(cwd: str, root: str) -> str | None:
@@ -211,11 +303,68 @@ def _command_executed(payload: dict[str, object], root: str) -> dict[str, object
     else:
         event_id = ids.new_event_id()
 
+    duration = payload.get("duration_ms")
     body: dict[str, object] = {
         "command": command,
         "description": _text(tool_input, "description") or None,
         "cwd": _project_cwd(_text(payload, "cwd"), root),
         "interrupted": bool(tool_response.get("interrupted")) if isinstance(tool_response, dict) else False,
+        "background": bool(isinstance(tool_input, dict) and tool_input.get("run_in_background")),
+        "duration_ms": duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
         "stale_files": stale,
     }
     return _event("command.executed", event_id, body, _metadata(payload, tool_use_id))
+
+
+def _session_event(
+    event_type: str, payload: dict[str, object], body: dict[str, object], *key: str
+) -> dict[str, object]:
+    session_id = _text(payload, "session_id")
+    event_id = ids.derived_event_id(event_type, session_id, *key, *(str(value) for value in body.values()))
+    return _event(event_type, event_id, body, _metadata(payload, ""))
+
+
+def _session_started(payload: dict[str, object], root: str) -> dict[str, object]:
+    body: dict[str, object] = {
+        "source": _text(payload, "source") or "startup",
+        "cwd": _project_cwd(_text(payload, "cwd"), root),
+    }
+    for key in ("model", "agent_type"):
+        value = _text(payload, key)
+        if value:
+            body[key] = value
+    return _session_event("session.started", payload, body, _time_bucket())
+
+
+def _turn_ended(payload: dict[str, object]) -> dict[str, object]:
+    body: dict[str, object] = {"stop_hook_active": payload.get("stop_hook_active") is True}
+    # The prompt id (Claude Code 2.1.196 and later) and the turn's last message identify the turn:
+    # copies of one Stop get one id and two quick turns get two. Payloads with neither use the time.
+    prompt_id = _text(payload, "prompt_id")
+    message = _text(payload, "last_assistant_message")
+    if not prompt_id and not message:
+        return _session_event("session.turn.ended", payload, body, _time_bucket())
+    return _session_event("session.turn.ended", payload, body, prompt_id, ids.derived_event_id(message))
+
+
+def _file_changed(payload: dict[str, object], root: str) -> list[dict[str, object]]:
+    relative = _project_path(root, _text(payload, "file_path"), "FileChanged")
+    absolute = os.path.join(root, relative)
+    change = _text(payload, "event") or "change"
+    content_hash, size, mtime_ns = _observe(absolute)
+    # session_id names the session whose watcher saw the change, not the writer; keep it out of
+    # metadata so the change is not attributed to that session, and out of the id so every
+    # watching session stores one event.
+    metadata = _metadata(payload, "")
+    body: dict[str, object] = {"path": relative, "origin": "FileChanged", "change": change,
+                               "observed_by": metadata["session_id"]}
+    metadata["session_id"] = None
+
+    if size is None:
+        folder_mtime = nearest_folder_mtime(absolute, root)
+        event_id = ids.derived_event_id("code.deleted", "FileChanged", relative, str(folder_mtime))
+        return [_event("code.deleted", event_id, body, metadata)]
+
+    body.update({"content_hash": content_hash, "size": size, "mtime_ns": mtime_ns, "exists": True})
+    event_id = ids.derived_event_id("code.modified", "FileChanged", relative, content_hash or "", str(mtime_ns))
+    return [_event("code.modified", event_id, body, metadata)]
