@@ -8,6 +8,7 @@ its appends and checkpoint changes if the block raises.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -95,11 +96,13 @@ class MemoryEventLog(EventLog):
         self._check_open()
         for pattern in types:
             subjects.validate_pattern(pattern)
+        start = max(0, position)
         with self._lock:
-            following = self._events[max(0, position) :]
-        if types:
-            following = [event for event in following if any(subjects.matches(p, event.type) for p in types)]
-        return following[:limit]
+            if not types:
+                return self._events[start : start + limit]
+            following = self._events[start:]
+        matching = (event for event in following if any(subjects.matches(p, event.type) for p in types))
+        return list(itertools.islice(matching, limit))
 
     def query(
         self, query: EventFilter, *, limit: int = 50, cursor: int | None = None, descending: bool = True

@@ -130,7 +130,7 @@ _MIGRATIONS += (
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
-COUNT_CAP = 10_000
+COUNT_CAP = 1_000
 """Most matches a filtered query counts; beyond it ``total`` is this cap and ``total_capped`` is set.
 
 Counting every match of a broad filter on a large log would cost more than the page itself.
