@@ -25,6 +25,28 @@ from mcp_server.schema.commands import add_schema_commands
 __all__ = ["build_parser", "main"]
 
 
+def _positive(text: str) -> int:
+    """Parse a count option: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}; give a whole number of at least 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid number {value}; give a whole number of at least 1")
+    return value
+
+
+def _position(text: str) -> int:
+    """Parse a log position: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid position {text!r}; give a whole number of at least 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid position {value}; positions start at 0")
+    return value
+
+
 def _print_json(items: Any) -> None:
     json.dump(items, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
@@ -339,15 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--type", action="append", help="type or pattern such as file.saved or 'touchpoint.*'; repeatable")
     events.add_argument("--source", help="only events from this source (hook, mcp, cli, module:touchpoints, ...)")
     events.add_argument("--session", help="only events of this Claude Code session id")
-    events.add_argument("--limit", type=int, default=50, help="events per page (default 50, at most 500)")
-    events.add_argument("--cursor", type=int, help="continue after this position (from the previous page)")
+    events.add_argument("--limit", type=_positive, default=50, help="events per page (default 50, at most 500)")
+    events.add_argument("--cursor", type=_position, help="continue after this position (from the previous page)")
     events.add_argument("--asc", dest="ascending", action="store_true", help="oldest first")
     _add_query_options(events)
 
     touchpoints = command("touchpoints", _cmd_touchpoints, "list @touchpoint locations")
     touchpoints.add_argument("--name", help="only this exact touchpoint name")
     touchpoints.add_argument("--file", help="only this file (project-relative path)")
-    touchpoints.add_argument("--limit", type=int, default=1000, help="locations to show (default 1000)")
+    touchpoints.add_argument("--limit", type=_positive, default=1000, help="locations to show (default 1000)")
     touchpoints.add_argument(
         "--check", action="store_true",
         help="report duplicate names in one file, malformed markers and markers followed by no code; exit 1 if any",
@@ -359,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = command("search", _cmd_search, "full-text search over touchpoints")
     search.add_argument("query", help="words to find; the last one matches as a prefix")
-    search.add_argument("--limit", type=int, default=20, help="results to show (default 20)")
+    search.add_argument("--limit", type=_positive, default=20, help="results to show (default 20)")
     _add_query_options(search)
 
     context = command("context", _cmd_context, "show the code at every location of one touchpoint")
@@ -381,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail = command("tail", _cmd_tail, "print the newest events, and with -f keep printing new ones")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing events as they arrive")
     tail.add_argument("--type", action="append", help="type or pattern to show; repeatable")
-    tail.add_argument("-n", "--lines", type=int, default=10, help="events to show first (default 10)")
+    tail.add_argument("-n", "--lines", type=_positive, default=10, help="events to show first (default 10)")
     tail.add_argument("--interval", type=float, default=0.5, help="seconds between checks with -f (default 0.5)")
     tail.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
 
@@ -392,15 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = command("replay", _cmd_replay, "re-deliver a range of the log to one module without moving its checkpoint")
     replay.add_argument("module", help="module name, as listed by 'eventsync stats'")
-    replay.add_argument("--from", dest="start", type=int, default=0, help="start after this position (default 0)")
-    replay.add_argument("--to", dest="end", type=int, help="stop at this position (default: the head)")
+    replay.add_argument("--from", dest="start", type=_position, default=0, help="start after this position (default 0)")
+    replay.add_argument("--to", dest="end", type=_position, help="stop at this position (default: the head)")
     replay.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
 
     prune = command("prune", _cmd_prune, "apply retention (the [[retention]] settings, or one rule given here); "
                     "unprocessed events are never deleted")
     prune.add_argument("--type", help="type or pattern, e.g. file.saved (default: apply the configured rules)")
     prune.add_argument("--older-than-days", type=float, help="delete events older than this many days")
-    prune.add_argument("--keep", type=int, help="keep only the newest N events of the type")
+    prune.add_argument("--keep", type=_positive, help="keep only the newest N events of the type")
     prune.add_argument("--keep-latest-per", help="with --older-than-days: keep the newest event per value of this "
                        "payload field (path, name, ...)")
     prune.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")

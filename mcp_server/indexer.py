@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from mcp_server import paths
 from mcp_server.events import make_event
 from mcp_server.touchpoints import EXTRACTOR_VERSION, MAX_NOTEBOOK_BYTES, language_for_path
 
@@ -85,6 +86,12 @@ def project_files(root: str) -> list[str]:
     )
 
 
+def _inside_project(root: str, path: str) -> bool:
+    """Return False for a symbolic link that leads outside the project, which is never read."""
+    absolute = os.path.join(root, path)
+    return not os.path.islink(absolute) or paths.to_project_path(root, absolute) is not None
+
+
 def _git_files(root: str) -> list[str] | None:
     try:
         import git
@@ -135,7 +142,7 @@ def _index_project(runtime: Runtime, progress: Progress | None) -> IndexReport:
     }
     with_rows = {str(row[0]) for row in connection.execute("SELECT DISTINCT path FROM touchpoints")}
 
-    files = project_files(runtime.root)
+    files = [path for path in project_files(runtime.root) if _inside_project(runtime.root, path)]
     events: list[dict[str, object]] = []
     unreadable: list[tuple[str, str]] = []
     for done, path in enumerate(files, 1):
@@ -145,8 +152,12 @@ def _index_project(runtime: Runtime, progress: Progress | None) -> IndexReport:
         if progress is not None:
             progress(done, len(files), "scan")
 
-    listed = set(files)
-    deleted = [path for path in sorted(records.keys() | with_rows) if path not in listed]
+    # A file the index knows but the listing skipped (binary, unknown language, ignored) is
+    # not deleted; only a path that is gone from disk is.
+    deleted = [
+        path for path in sorted(records.keys() | with_rows)
+        if not os.path.lexists(os.path.join(runtime.root, path))
+    ]
     events += [make_event("code.deleted", {"path": path, "origin": "index"}, source="index") for path in deleted]
     _append_and_process(runtime, events, progress)
     logger.info("indexed %d files: %d changed, %d deleted", len(files), len(events) - len(deleted), len(deleted))

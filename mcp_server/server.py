@@ -19,7 +19,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -310,14 +310,14 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         source: str | None = None,
         session_id: str | None = None,
         correlation_id: str | None = None,
-        since_position: int | None = None,
-        until_position: int | None = None,
+        since_position: Annotated[int | None, Field(ge=0)] = None,
+        until_position: Annotated[int | None, Field(ge=1)] = None,
         since: str | None = None,
         until: str | None = None,
         payload: dict[str, str | int | bool] | None = None,
         text: str | None = None,
-        limit: int = 50,
-        cursor: int | None = None,
+        limit: Annotated[int, Field(ge=1, le=500)] = 50,
+        cursor: Annotated[int | None, Field(ge=1)] = None,
         order: str = "desc",
     ) -> QueryEventsResult:
         """Query the event log, newest first by default.
@@ -348,7 +348,11 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
 
     @server.tool(annotations=read_only)
     async def list_touchpoints(
-        ctx: Context[Any, Any], name: str | None = None, file: str | None = None, limit: int = 200, offset: int = 0
+        ctx: Context[Any, Any],
+        name: str | None = None,
+        file: str | None = None,
+        limit: Annotated[int, Field(ge=1, le=1000)] = 200,
+        offset: Annotated[int, Field(ge=0)] = 0,
     ) -> ListTouchpointsResult:
         """List @touchpoint locations, optionally for one exact name and/or one file (project-relative path)."""
         limit = max(1, min(limit, 1000))
@@ -362,7 +366,9 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         )
 
     @server.tool(annotations=read_only)
-    async def search_touchpoints(ctx: Context[Any, Any], query: str, limit: int = 20) -> SearchTouchpointsResult:
+    async def search_touchpoints(
+        ctx: Context[Any, Any], query: str, limit: Annotated[int, Field(ge=1, le=100)] = 20
+    ) -> SearchTouchpointsResult:
         """Full-text search over touchpoint names, descriptions and paths; the last word matches as a prefix."""
         hits = await _call(_state(ctx).runtime.search_touchpoints, query, limit=max(1, min(limit, 100)))
         return SearchTouchpointsResult(hits=[SearchHitOut(**hit.to_dict()) for hit in hits])

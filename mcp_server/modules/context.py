@@ -25,6 +25,7 @@ from typing import Any
 from mcp_server import ids
 from mcp_server.events import make_event
 from mcp_server.store.base import StoredEvent
+from mcp_server.touchpoints.extract import decode_text
 
 __all__ = ["ContextCache"]
 
@@ -163,7 +164,9 @@ def _read_window(absolute: str, row: Any) -> tuple[int, int, str, bool]:
     :data:`MAX_SYMBOL_LINES`. Without a symbol it is a window around the marker.
     """
     with open(absolute, "rb") as handle:
-        text = handle.read().decode("utf-8", "replace")
+        text = decode_text(handle.read())
+    if row.cell is not None:
+        text = _notebook_cell(text, row.cell)
     lines = text.splitlines()
     line = row.line
     if getattr(row, "symbol_start", None) and getattr(row, "symbol_end", None) and row.cell is None:
@@ -177,6 +180,15 @@ def _read_window(absolute: str, row: Any) -> tuple[int, int, str, bool]:
         last = min(len(lines), line + CONTEXT_LINES_AFTER)
         cut = False
     return first, last, "\n".join(lines[first - 1 : last]), cut
+
+
+def _notebook_cell(text: str, cell: int) -> str:
+    """Return the source of one notebook cell, so a location shows that cell rather than the notebook's JSON."""
+    try:
+        source = json.loads(text)["cells"][cell]["source"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def build_context(root: str, name: str, rows: list[Any]) -> tuple[dict[str, Any], list[str]]:

@@ -308,7 +308,7 @@ class PMService:
 
         Raises:
             NotFoundError: the task does not exist.
-            TaskGraphError: the task is already completed.
+            TaskGraphError: the task is already completed, or a task it depends on is still open.
         """
         def build(connection: sqlite3.Connection) -> list[dict[str, Any]]:
             target = self._find_task(connection, task, project)
@@ -344,6 +344,13 @@ class PMService:
             target = self._find_task(connection, task, project)
             if not target.is_open:
                 raise TaskGraphError(f"task {target.title!r} ({target.id}) is already completed")
+            dependencies = tables.tasks_by_id(connection, set(tables.task_dependencies(connection, target.id)))
+            blockers = sorted(row.title for row in dependencies.values() if row.is_open)
+            if blockers:
+                raise TaskGraphError(
+                    f"task {target.title!r} ({target.id}) is blocked by open tasks: {', '.join(map(repr, blockers))}; "
+                    "complete those first, or remove the dependency with update_task (remove_depends_on)"
+                )
             return [self._event("task.completed", {"task_id": target.id}, source, session_id)]
 
         stored = self._command(build)

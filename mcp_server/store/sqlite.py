@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import socket
 import sqlite3
 import threading
@@ -263,7 +264,7 @@ class SQLiteEventLog(EventLog):
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreLockedError(
                     f"could not {action} event log {self.path!r}: another process held the write lock for more "
-                    f"than {self._busy_timeout:g} s; retry, or find the stuck process with 'fuser {self.path}'"
+                    f"than {self._busy_timeout:g} s; retry, or find the stuck process with 'fuser {shlex.quote(self.path)}'"
                 ) from exc
             raise StoreError(f"could not {action} event log {self.path!r}: {exc}") from exc
         except sqlite3.DatabaseError as exc:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from pathlib import Path
 
 from conftest import Project
 from mcp_server.events import make_event
@@ -197,3 +198,26 @@ def test_check_passes_clean_project(project: Project) -> None:
     assert result.returncode == 0
     assert "indexed" in result.stdout
     assert checked.returncode == 0
+
+
+def test_index_keeps_binary_and_outside_links(project: Project, tmp_path: Path) -> None:
+    project.write("blob.bin", bytes(range(256)) * 20)
+    project.run_hook({"session_id": "s", "hook_event_name": "PostToolUse", "tool_name": "Write",
+                      "tool_input": {"file_path": str(project.root / "blob.bin")}, "tool_use_id": "toolu_bin"})
+    outside = tmp_path / "outside.py"
+    outside.write_text("# @touchpoint outside-secret\n")
+    (project.root / "src").mkdir(exist_ok=True)
+    (project.root / "src" / "link.py").symlink_to(outside)
+    runtime = project.runtime()
+    try:
+        first = runtime.index_project()
+        second = runtime.index_project()
+        deleted = runtime.query_events(EventFilter(types=("code.deleted",))).total
+        names = [row.name for row in runtime.list_touchpoints()[0]]
+    finally:
+        runtime.close()
+
+    assert deleted == 0
+    assert "outside-secret" not in names
+    assert second.changed == 0
+    assert first.deleted == 0

@@ -210,3 +210,24 @@ def test_two_runtimes_apply_once(project: Project) -> None:
 
     assert added == 20
     assert total == 20
+
+
+def test_context_of_notebook_cell(project: Project, runtime: Runtime) -> None:
+    import json
+
+    notebook = {"cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Title\n"]},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": ["# @touchpoint nb-load Loads the data\n", "data = load()\n"]},
+    ], "metadata": {"kernelspec": {"language": "python", "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
+    project.write("nb.ipynb", json.dumps(notebook))
+    project.write("src/legacy.py", "# caf\xe9\n# @touchpoint legacy-cafe\n".encode("latin-1"))
+    _save(runtime, "nb.ipynb")
+    _save(runtime, "src/legacy.py")
+
+    [cell] = runtime.get_context("nb-load")["locations"]
+    [legacy] = runtime.get_context("legacy-cafe")["locations"]
+
+    assert cell["cell"] == 1
+    assert cell["code"] == "# @touchpoint nb-load Loads the data\ndata = load()"
+    assert "café" in legacy["code"]

@@ -164,3 +164,17 @@ def test_unknown_references_not_found(runtime: Runtime) -> None:
         runtime.pm.add_task("nope", "A")
     with pytest.raises(NotFoundError, match="no task with id or title 'ghost'"):
         runtime.pm.add_task("shop", "A", depends_on=["ghost"])
+
+
+def test_blocked_task_cannot_complete(runtime: Runtime) -> None:
+    from mcp_server.pm.errors import TaskGraphError
+
+    _shop(runtime)
+    runtime.pm.update_task("A", depends_on=["B"])
+
+    with pytest.raises(TaskGraphError, match="is blocked by open tasks: 'B'"):
+        runtime.pm.complete_task("A")
+    runtime.pm.complete_task("B")
+    runtime.pm.complete_task("A")
+
+    assert _ready(runtime, "shop") == ["C"]

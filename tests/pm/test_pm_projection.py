@@ -178,7 +178,7 @@ def test_blocking_bottleneck_reported_once(runtime: Runtime) -> None:
     _chain(runtime)
     runtime.pm.add_task("shop", "D", depends_on=["A"])
     runtime.pm.add_task("shop", "E", depends_on=["D"])
-    runtime.pm.complete_task("E")
+    runtime.pm.assign_task("E", "Ann")
 
     reports = [e for e in _events(runtime, "bottleneck.detected") if e.payload["kind"] == "blocking"]
     [blocking] = reports
