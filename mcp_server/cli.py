@@ -227,6 +227,18 @@ def _format_event(event: Any) -> str:
     return f"{event.position:>8}  {event.timestamp}  {event.type:<24} {event.source:<20} {session:<12.12} {detail}"
 
 
+def _cmd_notifications(args: argparse.Namespace) -> int:
+    entries = _runtime(args).recent_notifications(args.limit)
+    if args.json:
+        _print_json(entries)
+        return 0
+    for entry in reversed(entries):
+        print(f"{entry['timestamp']}  {entry['message']}")
+    if not entries:
+        print("no notifications yet: they come from project and task events (eventsync pm ...)", file=sys.stderr)
+    return 0
+
+
 def _cmd_tail(args: argparse.Namespace) -> int:
     import time
 
@@ -399,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = command("stats", _cmd_stats, "log size, head position, and per-module lag, failures and parked events")
     _add_query_options(stats)
+
+    notifications = command("notifications", _cmd_notifications,
+                            "projects created, tasks assigned or unblocked, bottlenecks, failed webhooks")
+    notifications.add_argument("--limit", type=_positive, default=50, help="notifications to show (default 50)")
+    _add_query_options(notifications)
 
     tail = command("tail", _cmd_tail, "print the newest events, and with -f keep printing new ones")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing events as they arrive")

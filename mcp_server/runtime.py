@@ -20,6 +20,7 @@ from mcp_server.consumers import ConsumerRunner, Projection
 from mcp_server.errors import ConfigurationError, InvalidEventError, NotFoundError, StoreError
 from mcp_server.events import make_event
 from mcp_server.ingest import ingest_pending, pending_files
+from mcp_server.modules.activity import Analytics, Notifications
 from mcp_server.modules.context import ContextCache, build_context
 from mcp_server.modules.reconcile import Reconciler
 from mcp_server.modules.search import SearchHit, SearchIndex
@@ -63,6 +64,9 @@ class Runtime:
         ]
         self.pm = PMService(self)
         self.projections.append(self.pm.projection)
+        self.notifications = Notifications()
+        self.analytics = Analytics()
+        self.projections += [self.notifications, self.analytics]
         self.runner = ConsumerRunner(self.log)
         self._catch_up_lock = threading.Lock()
         changed = [projection.name for projection in self.projections if self.runner.ensure(projection)]
@@ -166,7 +170,13 @@ class Runtime:
             "failed_events": self.log.query(EventFilter(types=("event.failed",)), limit=1).total,
             "parked_events": len(self.log.parked()),
             "context_cache": self.context_statistics(),
+            "activity": Analytics.summary(self.log.connection),
         }
+
+    def recent_notifications(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Return the newest notifications (projects created, tasks unblocked, bottlenecks, ...) first."""
+        self.catch_up()
+        return Notifications.recent(self.log.connection, limit)
 
     def parked(self, module: str | None = None) -> list[dict[str, Any]]:
         """Return parked events, optionally of one module."""
