@@ -25,26 +25,23 @@ from mcp_server.schema.commands import add_schema_commands
 __all__ = ["build_parser", "main"]
 
 
-def _positive(text: str) -> int:
-    """Parse a count option: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}; give a whole number of at least 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid number {value}; give a whole number of at least 1")
-    return value
+def _whole_number(minimum: int, what: str) -> Callable[[str], int]:
+    """Return an argparse type that accepts whole numbers of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}; give a whole number of at least {minimum}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"invalid {what} {value}; give a whole number of at least {minimum}")
+        return value
+
+    return parse
 
 
-def _position(text: str) -> int:
-    """Parse a log position: a whole number of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid position {text!r}; give a whole number of at least 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid position {value}; positions start at 0")
-    return value
+_positive = _whole_number(1, "number")
+_position = _whole_number(0, "position")
 
 
 def _print_json(items: Any) -> None:
