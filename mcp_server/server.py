@@ -212,6 +212,7 @@ async def _tail(state: ServerState, *, task_status: TaskStatus[None] = anyio.TAS
     next_retention = anyio.current_time()
     while True:
         try:
+            await anyio.to_thread.run_sync(state.runtime.log.recover_if_removed)
             await anyio.to_thread.run_sync(state.runtime.catch_up)
             if anyio.current_time() >= next_retention:
                 next_retention = anyio.current_time() + RETENTION_INTERVAL

@@ -220,12 +220,14 @@ class SQLiteEventLog(EventLog):
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
+        self._generation = 0
 
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the folder for event log {path!r}: {exc}; check its permissions") from exc
         self._migrate()
+        self._identity = self._file_identity()
 
     # -- connections and transactions -------------------------------------------------
 
@@ -240,9 +242,10 @@ class SQLiteEventLog(EventLog):
         if self._closed:
             raise ClosedError(f"event log {self.path!r} is closed; open a new SQLiteEventLog")
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
+        if connection is None or getattr(self._local, "generation", 0) != self._generation:
             connection = self._open_connection()
             self._local.connection = connection
+            self._local.generation = self._generation
         return connection
 
     def _open_connection(self) -> sqlite3.Connection:
@@ -313,6 +316,63 @@ class SQLiteEventLog(EventLog):
                     connection.execute(statement)
                 connection.execute(f"PRAGMA user_version = {int(target)}")
                 logger.info("migrated event log %s to schema version %d", self.path, target)
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            status = os.stat(self.path)
+        except OSError:
+            return None
+        return status.st_dev, status.st_ino
+
+    def recover_if_removed(self) -> bool:
+        """Write the log back to its path if the file was deleted or replaced while open; return True if it was.
+
+        Open connections still read the removed file, so ``VACUUM INTO`` copies
+        every event accepted so far to the path, and later connections use that
+        copy. A file someone put in its place is kept aside, not overwritten.
+        """
+        if self._file_identity() == self._identity:
+            return False
+        logger.error("event log %s was deleted or replaced while in use; writing it back from the open copy", self.path)
+        source = self.connection
+        aside = None
+        if os.path.exists(self.path):
+            aside = f"{self.path}.replaced-{int(time.time())}"
+            os.replace(self.path, aside)
+            logger.error("moved the file found at %s to %s; its events are merged back", self.path, aside)
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.unlink(self.path + suffix)
+            except FileNotFoundError:
+                pass
+        with self._translate_errors("recover"):
+            source.execute("VACUUM INTO ?", (self.path,))
+        self._generation += 1
+        self._identity = self._file_identity()
+        with self._translate_errors("recover"):
+            self.connection.execute("PRAGMA journal_mode=WAL")
+        if aside is not None:
+            self._merge_events_from(aside)
+        return True
+
+    def _merge_events_from(self, other_path: str) -> None:
+        """Append the events of another log file that this one lacks (the append is idempotent on id)."""
+        try:
+            other = sqlite3.connect(f"file:{other_path}?mode=ro", uri=True)
+            try:
+                rows = other.execute(
+                    "SELECT id, type, timestamp, source, payload, metadata FROM events ORDER BY position"
+                ).fetchall()
+            finally:
+                other.close()
+        except sqlite3.DatabaseError as exc:
+            logger.error("could not read events from %s to merge them: %s", other_path, exc)
+            return
+        keys = ("id", "type", "timestamp", "source")
+        self.append(
+            dict(zip(keys, row[:4], strict=True)) | {"payload": json.loads(row[4]), "metadata": json.loads(row[5])}
+            for row in rows
+        )
 
     def close(self) -> None:
         """Close every connection; later use raises :class:`ClosedError`."""

@@ -120,3 +120,39 @@ def test_counts_follow_deletes(log: SQLiteEventLog) -> None:
     log.delete_events(("note.added",), protect_after=log.head(), keep_latest=3)
 
     assert log.query(EventFilter(types=("note.added",))).total == 3
+
+
+def test_deleted_file_written_back(log: SQLiteEventLog) -> None:
+    import os
+
+    log.append([_event(path="before")])
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(log.path + suffix):
+            os.unlink(log.path + suffix)
+
+    recovered = log.recover_if_removed()
+    log.append([_event(path="after")])
+    reopened = SQLiteEventLog(log.path)
+    try:
+        paths = [event.payload["path"] for event in reopened.read_after(0)]
+    finally:
+        reopened.close()
+
+    assert recovered is True
+    assert paths == ["before", "after"]
+    assert log.recover_if_removed() is False
+
+
+def test_replaced_file_merged_back(log: SQLiteEventLog) -> None:
+    import os
+
+    log.append([_event(path="kept")])
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(log.path + suffix):
+            os.unlink(log.path + suffix)
+    intruder = SQLiteEventLog(log.path)
+    intruder.append([_event(path="written-meanwhile")])
+    intruder.close()
+
+    assert log.recover_if_removed() is True
+    assert sorted(event.payload["path"] for event in log.read_after(0)) == ["kept", "written-meanwhile"]
