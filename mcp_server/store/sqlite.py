@@ -154,8 +154,8 @@ def _stored(event: dict[str, object], position: int) -> StoredEvent:
         type=str(event["type"]),
         timestamp=str(event["timestamp"]),
         source=str(event["source"]),
-        payload=dict(event.get("payload") or {}),  # type: ignore[call-overload]
-        metadata=dict(event.get("metadata") or {}),  # type: ignore[call-overload]
+        payload=event.get("payload") or {},  # type: ignore[arg-type]
+        metadata=event.get("metadata") or {},  # type: ignore[arg-type]
     )
 
 
@@ -407,10 +407,14 @@ class SQLiteEventLog(EventLog):
             cursor = connection.execute(_INSERT, rows[0])
             return [_stored(batch[0], int(cursor.lastrowid or 0))] if cursor.rowcount == 1 else []
 
-        # One executemany is what makes batches cheap; the write lock is held, so every
-        # position above the previous maximum belongs to this batch.
-        previous = int(connection.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
-        connection.executemany(_INSERT, rows)
+        # One executemany is what makes batches cheap. The write lock is held, so the positions
+        # above the previous maximum belong to this batch; when every row went in, AUTOINCREMENT
+        # numbered them consecutively after the sequence, and nothing needs reading back.
+        sequence = connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        previous = int(sequence[0]) if sequence else 0
+        cursor = connection.executemany(_INSERT, rows)
+        if cursor.rowcount == len(rows):
+            return [_stored(event, previous + offset) for offset, event in enumerate(batch, 1)]
         positions = dict(
             connection.execute("SELECT id, position FROM events WHERE position > ? ORDER BY position", (previous,))
         )
