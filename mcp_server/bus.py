@@ -18,8 +18,9 @@ What a handler may assume:
   being handled (``causation_id``, ``correlation_id``, ``depth``). A chain
   deeper than ``max_depth`` is cut: the publish is refused, one
   ``event.failed`` with reason ``causation depth limit`` is stored, and the
-  call returns None. Publishing never waits for delivery, so a handler that
-  publishes and awaits cannot deadlock.
+  call returns None. Inside a handler, publishing only appends to the log and
+  the next dispatch delivers the event, so a handler that publishes and
+  awaits never waits on delivery and cannot deadlock.
 * **Time limits.** A coroutine handler gets its limit per event (at least the
   limit, at most twice it, which keeps the check cheap). A plain
   function runs in a worker thread over a whole batch of events, and the limit
@@ -235,7 +236,7 @@ class EventBus:
     ) -> StoredEvent | None:
         """Append an event and dispatch it to local subscriptions; see :meth:`publish_nowait`."""
         stored = self.publish_nowait(event_type, payload, source=source, session_id=session_id, cause=cause)
-        await self.dispatch_pending()
+        await self._dispatch_unless_handling()
         return stored
 
     emit = publish
@@ -259,8 +260,18 @@ class EventBus:
             for event_type, payload in events
         ]
         stored = self.log.append(batch)
-        await self.dispatch_pending()
+        await self._dispatch_unless_handling()
         return stored
+
+    async def _dispatch_unless_handling(self) -> None:
+        """Dispatch now, except inside a handler.
+
+        A handler that dispatched could wait for room in its own full queue, or
+        for the dispatch lock held by a dispatcher waiting on that queue: both
+        deadlock. Its events are delivered by the next dispatch instead.
+        """
+        if current_event.get() is None:
+            await self.dispatch_pending()
 
     def _lag(self, subscription: Subscription, head: int) -> int:
         """Positions between the head and what ``subscription`` has handled or had no interest in."""

@@ -223,3 +223,26 @@ async def test_events_from_other_writers_delivered(bus: EventBus, tmp_path: Path
         await bus.wait_idle()
 
     assert seen == ["from-hook.py"]
+
+
+async def test_handler_publishing_into_full_queue(tmp_path: Path) -> None:
+    log = SQLiteEventLog(str(tmp_path / "events.db"))
+    bus = EventBus(log, queue_size=1)
+    echoed: list[int] = []
+
+    async def echo(event: StoredEvent) -> None:
+        if event.payload.get("n", 0) < 3:
+            for _ in range(600):
+                await bus.publish("echo.ping", {"n": event.payload.get("n", 0) + 1})
+        echoed.append(event.payload.get("n", 0))
+
+    bus.subscribe("echo.ping", echo)
+    async with anyio.create_task_group() as group:
+        await group.start(bus.run)
+        with anyio.fail_after(20):
+            await bus.publish("echo.ping", {"n": 2})
+            await bus.wait_idle()
+        group.cancel_scope.cancel()
+    log.close()
+
+    assert len(echoed) == 601
