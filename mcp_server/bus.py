@@ -171,12 +171,12 @@ class EventBus:
         """
         if self._closed:
             raise ClosedError("the event bus is closed; subscribe before closing it")
-        wanted = (patterns,) if isinstance(patterns, str) else tuple(patterns)
-        for pattern in wanted:
+        requested = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        for pattern in requested:
             subjects.validate_pattern(pattern)
         subscription = Subscription(
             name=name or _handler_name(handler),
-            patterns=wanted,
+            patterns=requested,
             handler=handler,
             timeout=_time_limit(self._handler_timeout if timeout is None else timeout),
         )
@@ -335,13 +335,13 @@ class EventBus:
             for subscription in self._subscriptions:
                 accepted = {event_type for event_type in types if subscription.accepts(event_type)}
                 if len(accepted) == len(types):
-                    wanted = batch
+                    matching = batch
                 else:
-                    wanted = [event for event in batch if event.type in accepted]
-                if wanted and subscription._send is not None:
-                    subscription.stats.pending += len(wanted)
-                    await subscription._send.send(wanted)
-                    delivered += len(wanted)
+                    matching = [event for event in batch if event.type in accepted]
+                if matching and subscription._send is not None:
+                    subscription.stats.pending += len(matching)
+                    await subscription._send.send(matching)
+                    delivered += len(matching)
 
     async def wait_idle(self) -> None:
         """Dispatch until every event in the log, including those handlers emit, has been handled."""

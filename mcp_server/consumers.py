@@ -16,9 +16,9 @@ checkpoint in **one transaction**. That gives an exactly-once effect:
   lease taken waits until the holder has caught up. As a second guard, each
   transaction checks that the checkpoint is still the one it started from.
 
-What a handler may assume: events arrive in log order; ``prepare`` may run
+What a handler may assume: events arrive in log order. ``prepare`` may run
 again for the same event (after a retry or a lost lease), so it must have no
-side effects; ``apply`` runs inside the transaction and must only write the
+side effects. ``apply`` runs inside the transaction and must only write the
 projection's own tables.
 
 Failures: when ``prepare`` or ``apply`` raises, the runner records

@@ -25,7 +25,7 @@ from mcp_server import jsoncodec
 __all__ = ["INBOX_DIR_NAME", "discard", "pending_files", "read_event", "write_event"]
 
 INBOX_DIR_NAME = "inbox"
-"""Sub-folder of the data folder that holds captured events not yet in the log."""
+"""Sub-folder of the data folder that contains captured events not yet in the log."""
 
 _counter = 0
 
@@ -97,7 +97,7 @@ def read_event(path: str) -> dict[str, object] | None:
         return None
     value = jsoncodec.loads(text)
     if not isinstance(value, dict):
-        raise jsoncodec.JSONDecodeFailure(f"inbox file {path!r} holds {type(value).__name__}, not an event object")
+        raise jsoncodec.JSONDecodeFailure(f"invalid inbox file {path!r}: it contains {type(value).__name__}, not an event object")
     return value
 
 

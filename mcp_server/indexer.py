@@ -152,7 +152,7 @@ def _index_project(runtime: Runtime, progress: Progress | None) -> IndexReport:
         if progress is not None:
             progress(done, len(files), "scan")
 
-    # A file the index knows but the listing skipped (binary, unknown language, ignored) is
+    # A file in the index that the listing skipped (binary, unknown language, ignored) is
     # not deleted; only a path that is gone from disk is.
     deleted = [
         path for path in sorted(records.keys() | with_rows)

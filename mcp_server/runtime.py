@@ -58,7 +58,7 @@ class Runtime:
         self.touchpoints = TouchpointIndex(self.root)
         self.search = SearchIndex()
         self.context = ContextCache()
-        # reconcile runs first, so the index sees the file.saved events it emits in the same catch-up
+        # reconcile runs first, so the index handles the file.saved events it emits in the same catch-up
         self.projections: list[Projection] = [
             Reconciler(self.root, self.data_dir), self.touchpoints, self.search, self.context
         ]

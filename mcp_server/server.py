@@ -3,8 +3,8 @@
 The server's lifespan opens the project's :class:`~mcp_server.runtime.Runtime`,
 starts the :class:`~mcp_server.bus.EventBus` and a tailer that keeps ingesting
 captured events, running the durable modules and dispatching new events to
-local subscribers. Tools answer from the runtime after catching up, so every
-answer includes events captured while no server ran.
+local subscribers. Tools read from the runtime after catching up, so every
+result includes events captured while no server ran.
 
 Every tool returns structured output and stays well below Claude Code's
 25,000-token output cap: results are paged, and pages are cut to a character
@@ -234,7 +234,7 @@ async def _tail(state: ServerState, *, task_status: TaskStatus[None] = anyio.TAS
 
 
 async def _index_if_empty(state: ServerState) -> None:
-    """Index the whole project once when its touchpoint index is empty, after start-up has answered."""
+    """Index the whole project once when its touchpoint index is empty, after start-up has finished."""
     if os.environ.get("EVENTSYNC_AUTO_INDEX", "1") == "0":
         return
     try:

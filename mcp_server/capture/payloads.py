@@ -64,7 +64,7 @@ _HASH_CHUNK = 1024 * 1024
 
 
 class HookInputError(ValueError):
-    """Raised when hook stdin cannot be used; the message says what was wrong."""
+    """Raised when hook stdin cannot be used; the message names the problem."""
 
 
 def parse_payload(raw: bytes) -> dict[str, object]:

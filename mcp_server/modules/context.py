@@ -1,9 +1,9 @@
-"""The context cache: ``get_context(name)`` answers, kept until a file they include changes.
+"""The context cache: ``get_context(name)`` results, kept until a file they include changes.
 
 ``get_context`` returns, for every location of a touchpoint, the code of the
 symbol the marker annotates, or a window of lines around the marker when it
 annotates none.
-Building it reads files, so answers are cached in the log's database (shared
+Building a result reads files, so results are cached in the log's database (shared
 by every process on the project). This module is a durable consumer that
 invalidates entries exactly when needed:
 
@@ -104,7 +104,7 @@ class ContextCache:
 
     @staticmethod
     def lookup(connection: sqlite3.Connection, name: str) -> dict[str, Any] | None:
-        """Return the cached answer for ``name``, or None."""
+        """Return the cached result for ``name``, or None."""
         row = connection.execute("SELECT body FROM context_cache WHERE name = ?", (name,)).fetchone()
         return json.loads(row[0]) if row else None
 
@@ -150,7 +150,7 @@ CONTEXT_LINES_AFTER = 30
 """Lines shown below the marker: enough for a typical function body."""
 
 MAX_CONTEXT_CHARS = 40_000
-"""Cap on one answer (about 10,000 tokens), well under Claude Code's 25,000-token tool limit."""
+"""Cap on one result (about 10,000 tokens), well under Claude Code's 25,000-token tool limit."""
 
 MAX_SYMBOL_LINES = 300
 """Lines of one symbol's code shown; a longer class or function is cut there, with a note."""

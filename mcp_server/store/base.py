@@ -74,7 +74,7 @@ class StoredEvent:
 class EventFilter:
     """Conditions on events; every field left at its default matches everything.
 
-    ``types`` holds patterns (see :mod:`mcp_server.subjects`); an event matches
+    ``types`` contains patterns (see :mod:`mcp_server.subjects`); an event matches
     if any pattern matches. ``since`` and ``until`` are timestamps in the log's
     ISO 8601 form, compared as strings (inclusive). ``after`` and ``before``
     are positions (exclusive).

@@ -1,6 +1,6 @@
 """The embedded event log on SQLite.
 
-One database file (``<data folder>/events.db``) holds the log, the checkpoints
+One database file (``<data folder>/events.db``) contains the log, the checkpoints
 of durable consumers and the tables of the projections built from the log, so
 a consumer commits its state and its checkpoint in one transaction.
 
@@ -408,8 +408,8 @@ class SQLiteEventLog(EventLog):
             return [_stored(batch[0], int(cursor.lastrowid or 0))] if cursor.rowcount == 1 else []
 
         # One executemany is what makes batches cheap. The write lock is held, so the positions
-        # above the previous maximum belong to this batch; when every row went in, AUTOINCREMENT
-        # numbered them consecutively after the sequence, and nothing needs reading back.
+        # above the previous maximum belong to this batch. When every row went in, AUTOINCREMENT
+        # numbered them consecutively after the sequence, so nothing needs reading back.
         sequence = connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         previous = int(sequence[0]) if sequence else 0
         cursor = connection.executemany(_INSERT, rows)
@@ -461,10 +461,10 @@ class SQLiteEventLog(EventLog):
             return [], []
         for pattern in patterns:
             subjects.validate_pattern(pattern)
-        wanted = [known for known in self.known_types() if any(subjects.matches(p, known) for p in patterns)]
-        if not wanted:
+        matching = [known for known in self.known_types() if any(subjects.matches(p, known) for p in patterns)]
+        if not matching:
             return ["0"], []
-        return [f"type IN ({', '.join('?' * len(wanted))})"], list(wanted)
+        return [f"type IN ({', '.join('?' * len(matching))})"], list(matching)
 
     def _filter_clause(self, query: EventFilter) -> tuple[list[str], list[object]]:
         query.validate()
@@ -544,8 +544,8 @@ class SQLiteEventLog(EventLog):
         """Count matching events: exactly from per-type counters when only types filter, else up to a cap."""
         if query == EventFilter(types=query.types):
             counts = dict(self.connection.execute("SELECT type, count FROM event_types").fetchall())
-            wanted = [t for t in counts if not query.types or any(subjects.matches(p, t) for p in query.types)]
-            return sum(int(counts[t]) for t in wanted), False
+            matching = [t for t in counts if not query.types or any(subjects.matches(p, t) for p in query.types)]
+            return sum(int(counts[t]) for t in matching), False
         counted = self.connection.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)", (*parameters, COUNT_CAP + 1)
         ).fetchone()[0]
@@ -660,8 +660,8 @@ class SQLiteEventLog(EventLog):
     ) -> int:
         """Delete events of matching ``types`` at or below position ``protect_after``; return how many.
 
-        ``before`` (a timestamp) limits deletion to older events; ``keep_latest``
-        keeps the newest N of those types; ``keep_latest_per`` keeps the newest
+        ``before`` (a timestamp) limits deletion to older events. ``keep_latest``
+        keeps the newest N of those types, and ``keep_latest_per`` keeps the newest
         event for each value of that payload field. Positions above
         ``protect_after`` (not yet processed by every durable consumer) are never deleted.
 

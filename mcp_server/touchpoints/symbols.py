@@ -300,7 +300,7 @@ def _tree_sitter_symbol(node: Any, data: bytes) -> Symbol | None:
 
 
 def _unwrap(node: Any) -> Any:
-    """Return the declaration ``node`` is or holds through an ``export`` or template prefix, or None."""
+    """Return the declaration ``node`` is or contains through an ``export`` or template prefix, or None."""
     for _ in range(4):
         if node.type in _DECLARATIONS or _variable_function(node) is not None:
             return node
