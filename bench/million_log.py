@@ -7,7 +7,9 @@ emits touchpoint events and the context module invalidates cached context.
 These reactions carry the save's correlation id and chain their causation ids. Skipped
 files and a few handler failures complete the mix.
 Timestamps advance 1.3 s per event from 2026-11-01, so a million events span
-about fifteen days.
+about fifteen days. Two percent of tool calls reach the log late, as events
+that wait in the capture inbox do: their hook events keep a capture time up to
+ten minutes earlier than the events logged before them.
 
 :func:`projected_log` adds the state of every module (touchpoint index,
 search, context and the rest) caught up to the head, as a project that has
@@ -39,7 +41,7 @@ from mcp_server.store.sqlite import SQLiteEventLog
 
 __all__ = ["CACHE_DIR", "LogFacts", "cached_log", "projected_log"]
 
-MIX_VERSION = 2
+MIX_VERSION = 3
 """Bump when the mix below changes, so caches built from the old mix are rebuilt."""
 
 CACHE_DIR = Path(os.environ.get("EVENTSYNC_BENCH_CACHE") or Path(tempfile.gettempdir()) / "eventsync-bench")
@@ -52,6 +54,11 @@ START_NS = 1_793_491_200 * 10**9
 
 STEP_NS = 1_300_000_000
 """Time between consecutive events: 1.3 s."""
+
+LATE_SHARE = 0.02
+"""Share of tool calls whose hook events are ingested late, with an earlier timestamp than the events before them."""
+
+MAX_LATENESS_NS = 600 * 10**9
 
 _WORDS = (
     "checkout", "total", "cart", "invoice", "payment", "refund", "login", "session", "token", "cache",
@@ -74,6 +81,7 @@ class LogFacts:
     sample_path: str = ""
     sample_correlation_id: str = ""
     text_index_seconds: float = 0.0
+    time_order_seconds: float = 0.0
 
 
 def _schema_key(count: int) -> str:
@@ -140,7 +148,13 @@ class _Mix:
                 group.append(self._session_event("session.ended", self.current_session, time_ns))
             group.append(self._session_event("session.started", session, time_ns + 500))
             self.current_session = session
-        group.extend(self._group(session, time_ns + 1000))
+        calls = self._group(session, time_ns + 1000)
+        if self.random.random() < LATE_SHARE:
+            captured = clock.utc_timestamp(time_ns + 1000 - self.random.randrange(1, MAX_LATENESS_NS))
+            for event in calls:
+                if event["source"] == "hook":
+                    event["timestamp"] = captured
+        group.extend(calls)
         self.produced += len(group)
         return group
 
@@ -248,10 +262,14 @@ def _build(path: Path, count: int) -> None:
                 print(f"built {written:,} of {count:,} events ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     log.append(pending[: count - written])
 
-    # The first text query indexes the whole log; doing it here keeps that one-off cost out of the timings.
+    # The first text query indexes the whole log, and the first time-bounded one checks the order of every
+    # timestamp. Both run here, so those one-off costs stay out of the timings.
     indexing_started = time.perf_counter()
     log.query(EventFilter(text="checkout"), limit=1)
     (path.parent / f"{path.name}.text-index-seconds").write_text(f"{time.perf_counter() - indexing_started:.3f}\n")
+    ordering_started = time.perf_counter()
+    log.query(EventFilter(since=clock.utc_timestamp(START_NS)), limit=1)
+    (path.parent / f"{path.name}.time-order-seconds").write_text(f"{time.perf_counter() - ordering_started:.3f}\n")
     log.checkpoint_wal()
     log.close()
     print(f"built {count:,} events in {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -268,7 +286,8 @@ def cached_log(count: int = 1_000_000) -> LogFacts:
         building = CACHE_DIR / f"building-{count}-{key}.db"
         print(f"building a log of {count:,} events at {path} (once; later runs reuse it)", file=sys.stderr)
         _build(building, count)
-        (CACHE_DIR / f"{building.name}.text-index-seconds").rename(CACHE_DIR / f"{path.name}.text-index-seconds")
+        for measured in ("text-index-seconds", "time-order-seconds"):
+            (CACHE_DIR / f"{building.name}.{measured}").rename(CACHE_DIR / f"{path.name}.{measured}")
         building.rename(path)
     return _facts(path, count)
 
@@ -288,10 +307,16 @@ def _facts(path: Path, count: int) -> LogFacts:
             "ORDER BY position LIMIT 1", (middle,)).fetchone()[0]
     finally:
         log.close()
-    seconds_file = path.parent / f"{path.name}.text-index-seconds"
-    text_seconds = float(seconds_file.read_text()) if seconds_file.exists() else 0.0
     return LogFacts(path=path, count=count, sessions=sessions, sample_path=str(sample_path),
-                    sample_correlation_id=str(sample_correlation), text_index_seconds=text_seconds)
+                    sample_correlation_id=str(sample_correlation),
+                    text_index_seconds=_seconds(path, "text-index-seconds"),
+                    time_order_seconds=_seconds(path, "time-order-seconds"))
+
+
+def _seconds(path: Path, measured: str) -> float:
+    """Return a one-off duration recorded next to the log when it was built, or 0 if none was."""
+    seconds_file = path.parent / f"{path.name}.{measured}"
+    return float(seconds_file.read_text()) if seconds_file.exists() else 0.0
 
 
 def _projections_key(base_key: str) -> str:

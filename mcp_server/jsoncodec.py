@@ -15,7 +15,7 @@ try:
 except ImportError:  # pragma: no cover - CPython always ships _json
     _accelerator = None
 
-__all__ = ["JSONDecodeFailure", "dumps", "loads"]
+__all__ = ["JSONDecodeFailure", "dumps", "escape_lone_surrogates", "loads"]
 
 
 class JSONDecodeFailure(ValueError):
@@ -40,8 +40,10 @@ def _reject_unserialisable(value: object) -> object:
 
 if _accelerator is not None:
     _scan = _accelerator.make_scanner(_ScannerOptions())
+    # The last argument is allow_nan: JSON has no NaN or infinity, and SQLite's JSON functions
+    # reject the NaN and Infinity tokens that json.dumps writes by default.
     _encode = _accelerator.make_encoder(
-        None, _reject_unserialisable, _accelerator.encode_basestring, None, ":", ",", False, False, True
+        None, _reject_unserialisable, _accelerator.encode_basestring, None, ":", ",", False, False, False
     )
 else:  # pragma: no cover
     _scan = None
@@ -78,9 +80,36 @@ def _loads_with_message(text: str) -> object:
 
 
 def dumps(value: object) -> str:
-    """Serialise ``value`` as compact JSON with non-ASCII text kept as is."""
+    """Serialise ``value`` as compact JSON with non-ASCII text kept as is.
+
+    Lone surrogates stay in the result as they are, so encoding it as UTF-8 can fail.
+
+    Raises:
+        ValueError: ``value`` contains NaN or an infinity.
+        TypeError: ``value`` contains something other than dicts, lists, strings, numbers, booleans and None.
+    """
     if _encode is not None:
         return "".join(_encode(value, 0))
     import json  # pragma: no cover
 
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))  # pragma: no cover
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))  # pragma: no cover
+
+
+def escape_lone_surrogates(value: object) -> object:
+    """Return ``value`` with every string that UTF-8 cannot encode made encodable.
+
+    Each lone surrogate becomes its Python escape as plain text (U+D800 becomes
+    the six characters ``\\ud800``), so the text stays readable and nothing
+    else changes. Dicts, lists and tuples are copied; other values come back as they are.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {escape_lone_surrogates(key): escape_lone_surrogates(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [escape_lone_surrogates(item) for item in value]
+    return value

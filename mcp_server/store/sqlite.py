@@ -47,8 +47,16 @@ from mcp_server.store.base import (
     StoredEvent,
     validate_event,
 )
+from mcp_server.store.sqlite_query import (
+    count_matches,
+    event_text_query,
+    plan,
+    read_page,
+    record_time_order,
+    repair_time_order,
+)
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteEventLog", "fts_query"]
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteEventLog", "event_text_query", "fts_query"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +137,18 @@ _MIGRATIONS += (
         ),
     ),
 )
+_MIGRATIONS += (
+    (
+        3,
+        (
+            # Events whose timestamp is earlier than that of an earlier position (see store.sqlite_query).
+            # Time-bounded queries fill it on demand, so an existing log migrates without a scan.
+            "CREATE TABLE events_out_of_order (position INTEGER PRIMARY KEY, timestamp TEXT NOT NULL)",
+            "CREATE TABLE events_time_order (checked_through INTEGER NOT NULL, latest_timestamp TEXT NOT NULL)",
+            "INSERT INTO events_time_order VALUES (0, '')",
+        ),
+    ),
+)
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
 COUNT_CAP = 1_000
@@ -140,6 +160,9 @@ Counting every match of a broad filter on a large log would cost more than the p
 TEXT_INDEX_BATCH = 5000
 """Events added to the full-text index per transaction when a text query catches it up."""
 
+TIME_ORDER_BATCH = 20_000
+"""Events checked for out-of-order timestamps per transaction when a time-bounded query catches up."""
+
 _COLUMNS = "position, id, type, timestamp, source, payload, metadata"
 _INSERT = (
     "INSERT OR IGNORE INTO events (id, type, timestamp, source, session_id, correlation_id, causation_id, payload, metadata)"
@@ -147,15 +170,16 @@ _INSERT = (
 )
 
 
-def _stored(event: dict[str, object], position: int) -> StoredEvent:
+def _stored(event: dict[str, object], row: tuple[object, ...], position: int) -> StoredEvent:
+    """Build the stored form of ``event`` from its insert parameters, whose first four are checked strings."""
     return StoredEvent(
-        position=position,
-        id=str(event["id"]),
-        type=str(event["type"]),
-        timestamp=str(event["timestamp"]),
-        source=str(event["source"]),
-        payload=event.get("payload") or {},  # type: ignore[arg-type]
-        metadata=event.get("metadata") or {},  # type: ignore[arg-type]
+        position,
+        row[0],  # type: ignore[arg-type]
+        row[1],  # type: ignore[arg-type]
+        row[2],  # type: ignore[arg-type]
+        row[3],  # type: ignore[arg-type]
+        event.get("payload") or {},  # type: ignore[arg-type]
+        event.get("metadata") or {},  # type: ignore[arg-type]
     )
 
 
@@ -174,6 +198,9 @@ def _row_to_event(row: Sequence[object]) -> StoredEvent:
 
 def fts_query(text: str) -> str:
     """Turn free text into an FTS5 query: every word must match, the last one as a prefix.
+
+    Touchpoint search uses this. Event queries use :func:`event_text_query`,
+    where only a word written with a trailing ``*`` is a prefix.
 
     Words are quoted, so FTS5 operators and punctuation in the input are taken
     literally instead of failing as syntax errors.
@@ -290,7 +317,9 @@ class SQLiteEventLog(EventLog):
             try:
                 yield connection
             except BaseException:
-                connection.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors, such as an interrupted write.
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
 
@@ -405,7 +434,7 @@ class SQLiteEventLog(EventLog):
             return []
         if len(rows) == 1:
             cursor = connection.execute(_INSERT, rows[0])
-            return [_stored(batch[0], int(cursor.lastrowid or 0))] if cursor.rowcount == 1 else []
+            return [_stored(batch[0], rows[0], int(cursor.lastrowid or 0))] if cursor.rowcount == 1 else []
 
         # One executemany is what makes batches cheap. The write lock is held, so the positions
         # above the previous maximum belong to this batch. When every row went in, AUTOINCREMENT
@@ -414,15 +443,15 @@ class SQLiteEventLog(EventLog):
         previous = int(sequence[0]) if sequence else 0
         cursor = connection.executemany(_INSERT, rows)
         if cursor.rowcount == len(rows):
-            return [_stored(event, previous + offset) for offset, event in enumerate(batch, 1)]
+            return [_stored(event, row, previous + offset) for offset, (event, row) in enumerate(zip(batch, rows), 1)]
         positions = dict(
             connection.execute("SELECT id, position FROM events WHERE position > ? ORDER BY position", (previous,))
         )
         stored: list[StoredEvent] = []
-        for event in batch:
-            position = positions.pop(str(event["id"]), None)
+        for event, row in zip(batch, rows):
+            position = positions.pop(row[0], None)
             if position is not None:
-                stored.append(_stored(event, int(position)))
+                stored.append(_stored(event, row, int(position)))
         return stored
 
     # -- reading ---------------------------------------------------------------------
@@ -461,35 +490,14 @@ class SQLiteEventLog(EventLog):
             return [], []
         for pattern in patterns:
             subjects.validate_pattern(pattern)
-        matching = [known for known in self.known_types() if any(subjects.matches(p, known) for p in patterns)]
+        matching = self._matching_types(self.known_types(), patterns)
         if not matching:
             return ["0"], []
         return [f"type IN ({', '.join('?' * len(matching))})"], list(matching)
 
-    def _filter_clause(self, query: EventFilter) -> tuple[list[str], list[object]]:
-        query.validate()
-        clauses, parameters = self._type_clause(query.types)
-        simple = (
-            ("source = ?", query.source),
-            ("session_id = ?", query.session_id),
-            ("correlation_id = ?", query.correlation_id),
-            ("position > ?", query.after),
-            ("position < ?", query.before),
-            ("timestamp >= ?", query.since),
-            ("timestamp <= ?", query.until),
-        )
-        for clause, value in simple:
-            if value is not None:
-                clauses.append(clause)
-                parameters.append(value)
-        for key, value in query.payload_equals:
-            clauses.append(f"json_extract(payload, '$.{key}') = ?")
-            parameters.append(value)
-        if query.text is not None:
-            self._index_text()
-            clauses.append("position IN (SELECT rowid FROM events_text WHERE events_text MATCH ?)")
-            parameters.append(fts_query(query.text) or '""')
-        return clauses, parameters
+    @staticmethod
+    def _matching_types(known: list[str], patterns: Sequence[str]) -> list[str]:
+        return [event_type for event_type in known if any(subjects.matches(p, event_type) for p in patterns)]
 
     def _index_text(self) -> None:
         """Add events appended since the last text query to the full-text index.
@@ -497,6 +505,11 @@ class SQLiteEventLog(EventLog):
         The index is filled on demand rather than by a trigger, so appends,
         which the hook path and every module pay for, stay as fast as plain inserts.
         """
+        # Most queries find nothing to add; reading first spares them the write lock.
+        with self._translate_errors("read"):
+            indexed = int(self.connection.execute("SELECT indexed_through FROM events_text_state").fetchone()[0])
+        if indexed >= self.head():
+            return
         while True:
             with self.transaction() as connection:
                 indexed = int(connection.execute("SELECT indexed_through FROM events_text_state").fetchone()[0])
@@ -509,47 +522,67 @@ class SQLiteEventLog(EventLog):
                 connection.executemany("INSERT INTO events_text (rowid, type, payload) VALUES (?, ?, ?)", rows)
                 connection.execute("UPDATE events_text_state SET indexed_through = ?", (rows[-1][0],))
 
+    def _track_time_order(self) -> None:
+        """List the out-of-order timestamps among events appended since the last time-bounded query.
+
+        Filled on demand, like the full-text index, so appends stay plain
+        inserts. Inside a caller's transaction it is left as it is, because the
+        plan also reads the events not checked yet, only more slowly.
+        """
+        with self._translate_errors("read"):
+            checked = int(self.connection.execute("SELECT checked_through FROM events_time_order").fetchone()[0])
+        if checked >= self.head() or self.connection.in_transaction:
+            return
+        more = True
+        while more:
+            with self.transaction() as connection:
+                more = record_time_order(connection, TIME_ORDER_BATCH)
+
+    @contextmanager
+    def _read_transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block's reads in one transaction, so the plan, the page and the count see the same log."""
+        connection = self.connection
+        if connection.in_transaction:
+            yield connection
+            return
+        connection.execute("BEGIN")
+        try:
+            yield connection
+        finally:
+            if connection.in_transaction:
+                connection.execute("COMMIT")
+
     def query(
         self, query: EventFilter, *, limit: int = 50, cursor: int | None = None, descending: bool = True
     ) -> QueryPage:
-        """Return one page of events matching ``query``.
+        """Return one page of events matching ``query``, in position order.
 
         Pages run newest first when ``descending`` (the default), else oldest
-        first. ``limit`` is capped at :data:`MAX_PAGE_SIZE`.
+        first. ``limit`` is capped at :data:`MAX_PAGE_SIZE`. See
+        :mod:`mcp_server.store.sqlite_query` for how each filter is read.
         """
         limit = max(1, min(int(limit), MAX_PAGE_SIZE))
-        clauses, parameters = self._filter_clause(query)
-        where = " AND ".join(clauses) or "1"
+        query.validate()
+        if query.text is not None and event_text_query(query.text):
+            self._index_text()
+        if query.since is not None or query.until is not None:
+            self._track_time_order()
 
-        page_clauses = list(clauses)
-        page_parameters = list(parameters)
-        if cursor is not None:
-            page_clauses.append("position < ?" if descending else "position > ?")
-            page_parameters.append(int(cursor))
-        page_where = " AND ".join(page_clauses) or "1"
-        order = "DESC" if descending else "ASC"
-
-        with self._translate_errors("query"):
-            rows = self.connection.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE {page_where} ORDER BY position {order} LIMIT ?",
-                (*page_parameters, limit + 1),
-            ).fetchall()
-            total, capped = self._count(query, where, parameters)
+        with self._translate_errors("query"), self._read_transaction() as connection:
+            type_counts = {str(name): int(count) for name, count in connection.execute("SELECT type, count FROM event_types")}
+            types = self._matching_types(sorted(type_counts), query.types) if query.types else None
+            checked = int(connection.execute("SELECT checked_through FROM events_time_order").fetchone()[0])
+            branches = plan(connection, query, types=types, type_counts=type_counts, checked_through=checked)
+            rows = read_page(connection, branches, limit=limit + 1, cursor=cursor, descending=descending)
+            if query == EventFilter(types=query.types):
+                total = sum(count for name, count in type_counts.items() if types is None or name in types)
+                capped = False
+            else:
+                total, capped = count_matches(connection, branches, COUNT_CAP)
 
         events = [_row_to_event(row) for row in rows[:limit]]
         next_cursor = events[-1].position if len(rows) > limit else None
         return QueryPage(events=events, next_cursor=next_cursor, total=total, total_capped=capped)
-
-    def _count(self, query: EventFilter, where: str, parameters: list[object]) -> tuple[int, bool]:
-        """Count matching events: exactly from per-type counters when only types filter, else up to a cap."""
-        if query == EventFilter(types=query.types):
-            counts = dict(self.connection.execute("SELECT type, count FROM event_types").fetchall())
-            matching = [t for t in counts if not query.types or any(subjects.matches(p, t) for p in query.types)]
-            return sum(int(counts[t]) for t in matching), False
-        counted = self.connection.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)", (*parameters, COUNT_CAP + 1)
-        ).fetchone()[0]
-        return min(int(counted), COUNT_CAP), int(counted) > COUNT_CAP
 
     # -- checkpoints and projections ----------------------------------------------------
 
@@ -687,10 +720,13 @@ class SQLiteEventLog(EventLog):
             parameters.extend(type_parameters)
         where = " AND ".join(clauses)
         with self.transaction() as connection:
+            first = connection.execute(f"SELECT min(position) FROM events WHERE {where}", parameters).fetchone()[0]
             connection.execute(
                 f"DELETE FROM events_text WHERE rowid IN (SELECT position FROM events WHERE {where})", parameters
             )
             deleted = connection.execute(f"DELETE FROM events WHERE {where}", parameters).rowcount
+            if first is not None:
+                repair_time_order(connection, int(first))
         return int(deleted)
 
     def size_bytes(self) -> dict[str, int]:

@@ -141,6 +141,72 @@ def test_payload_too_large_rejected(log: EventLog) -> None:
         log.append([_event(blob="x" * 300_000)])
 
 
+@pytest.mark.parametrize("key", ["id", "type", "timestamp", "source"])
+@pytest.mark.parametrize("value", [None, "", 7])
+def test_text_field_rejected(log: EventLog, key: str, value: object) -> None:
+    bad = {**_event(path="b"), key: value}
+    if value is None:
+        del bad[key]
+
+    with pytest.raises(InvalidEventError, match=f"event field '{key}' must be a non-empty string, got {value!r}"):
+        log.append([_event(path="a"), bad])
+
+    assert log.head() == 0
+
+
+@pytest.mark.parametrize("key", ["payload", "metadata"])
+def test_non_object_payload_rejected(log: EventLog, key: str) -> None:
+    bad = {**_event(path="a"), key: ["not", "an", "object"]}
+
+    with pytest.raises(InvalidEventError, match=f"{key} must be a JSON object, got list"):
+        log.append([bad])
+
+    assert log.head() == 0
+
+
+def test_unserialisable_payload_rejected(log: EventLog) -> None:
+    with pytest.raises(InvalidEventError, match="(?i)is not JSON-serialisable: object of type set"):
+        log.append([_event(tags={"a", "b"})])
+
+    assert log.head() == 0
+
+
+def test_circular_payload_rejected(log: EventLog) -> None:
+    cycle: dict[str, object] = {}
+    cycle["self"] = cycle
+
+    with pytest.raises(InvalidEventError, match="is not JSON-serialisable"):
+        log.append([_event(cycle=cycle)])
+
+    assert log.head() == 0
+
+
+def test_deeply_nested_payload_rejected(log: EventLog) -> None:
+    nested: list[object] = []
+    for _ in range(5000):
+        nested = [nested]
+
+    with pytest.raises(InvalidEventError, match="is not JSON-serialisable"):
+        log.append([_event(nested=nested)])
+
+    assert log.head() == 0
+
+
+def test_stored_fields_match_event(log: EventLog) -> None:
+    event = _event(path="a")
+
+    stored = log.append([event, _event(path="b")])[0]
+
+    assert stored.id == event["id"]
+    assert stored.type == event["type"]
+    assert stored.timestamp == event["timestamp"]
+    assert stored.source == event["source"]
+    assert stored.payload == {"path": "a"}
+    # A relay backend adds its own keys, such as ``origin``, to the metadata.
+    assert event["metadata"].items() <= stored.metadata.items()
+    assert log.get(event["id"]) == stored
+
+
 def test_query_rejects_unindexed_field(log: EventLog) -> None:
     with pytest.raises(InvalidEventError, match="cannot filter on payload field 'colour': it has no index"):
         log.query(EventFilter(payload_equals=(("colour", "red"),)))
@@ -150,7 +216,7 @@ def test_query_text(log: EventLog) -> None:
     log.append([_event("note.added", text="deploy the checkout service"), _event("note.added", text="lunch")])
 
     assert log.query(EventFilter(text="checkout")).total == 1
-    assert log.query(EventFilter(text="check")).total == 1
+    assert log.query(EventFilter(text="CHECKOUT")).total == 1
     assert log.query(EventFilter(text="deploy service")).total == 1
     assert log.query(EventFilter(text="nothing")).total == 0
 
@@ -207,3 +273,142 @@ def test_exact_totals_by_type(log: EventLog) -> None:
     assert log.query(EventFilter(types=("file.*",)), limit=5).total == 30
     assert log.query(EventFilter(), limit=5).total == 31
     assert log.query(EventFilter(types=("file.*",)), limit=5).total_capped is False
+
+
+def test_text_whole_words_unless_starred(log: EventLog) -> None:
+    log.append([_event("note.added", text="deploy the checkout service")])
+
+    assert log.query(EventFilter(text="check")).total == 0
+    assert log.query(EventFilter(text="check*")).total == 1
+    assert log.query(EventFilter(text="deploy check*")).total == 1
+    assert log.query(EventFilter(text="deploy* lunch")).total == 0
+
+
+def test_text_word_split_by_punctuation(log: EventLog) -> None:
+    log.append([_event("note.added", path="src/cart_total.py"), _event("note.added", path="src/total_cart.py")])
+
+    assert [e.payload["path"] for e in log.query(EventFilter(text="cart_total")).events] == ["src/cart_total.py"]
+    assert log.query(EventFilter(text="cart")).total == 2
+    assert log.query(EventFilter(text="cart_tot*")).total == 1
+
+
+def test_text_without_words_matches_every_event(log: EventLog) -> None:
+    log.append([_event(path="a"), _event(path="b")])
+
+    assert log.query(EventFilter(text="*")).total == 2
+    assert log.query(EventFilter(text='"" !!')).total == 2
+
+
+def test_text_with_type_is_exact(log: EventLog) -> None:
+    log.append([
+        _event("task.done", text="ship checkout"),
+        _event("task.done.late", text="ship checkout"),
+        _event("note.added", text="ship checkout"),
+        _event("task.done", text="ship refund"),
+    ])
+
+    page = log.query(EventFilter(types=("task.done",), text="checkout"))
+
+    assert [e.type for e in page.events] == ["task.done"]
+    assert page.total == 1
+    assert [e.type for e in log.query(EventFilter(types=("task.>",), text="checkout")).events] == [
+        "task.done.late", "task.done"]
+    assert log.query(EventFilter(types=("task.>",), text="checkout")).total == 2
+    assert log.query(EventFilter(types=("note.added",), text="ship")).total == 1
+    assert log.query(EventFilter(types=("task.done",), text="ship")).total == 2
+    assert log.query(EventFilter(types=("nothing.here",), text="checkout")).total == 0
+
+
+def test_text_with_correlation_id(log: EventLog) -> None:
+    checkout = _event(text="checkout", path="a")
+    refund = _event(text="refund", path="a")
+    log.append([checkout, refund])
+
+    assert [e.id for e in log.query(EventFilter(correlation_id=checkout["id"], text="checkout")).events] == [
+        checkout["id"]]
+    assert log.query(EventFilter(correlation_id=refund["id"], text="checkout")).total == 0
+    assert [e.id for e in log.query(EventFilter(payload_equals=(("path", "a"),), text="refund")).events] == [
+        refund["id"]]
+
+
+def _all_pages(log: EventLog, query: EventFilter, *, descending: bool) -> tuple[list[int], set[int]]:
+    """Return the positions of every page of two, and the totals the pages reported."""
+    positions: list[int] = []
+    totals: set[int] = set()
+    cursor = None
+    while True:
+        page = log.query(query, limit=2, cursor=cursor, descending=descending)
+        positions.extend(event.position for event in page.events)
+        totals.add(page.total)
+        if page.next_cursor is None:
+            return positions, totals
+        cursor = page.next_cursor
+
+
+def test_text_pages_with_cursor(log: EventLog) -> None:
+    log.append([_event(text="checkout" if i % 2 else "refund", n=i) for i in range(10)])
+
+    assert _all_pages(log, EventFilter(text="checkout"), descending=True) == ([10, 8, 6, 4, 2], {5})
+    assert _all_pages(log, EventFilter(text="checkout"), descending=False) == ([2, 4, 6, 8, 10], {5})
+    assert _all_pages(log, EventFilter(text="checkout", after=3, before=9), descending=True) == ([8, 6, 4], {3})
+
+
+def _at_minute(minute: int, event_type: str = "file.saved", **payload: object) -> dict:
+    event = _event(event_type, **payload)
+    event["timestamp"] = _minute(minute)
+    return event
+
+
+def _minute(minute: int) -> str:
+    return f"2026-11-01T{minute // 60:02d}:{minute % 60:02d}:00.000000Z"
+
+
+# Positions 1 to 10; the events at positions 4, 6, 8 and 10 arrive after later ones, as inbox and relay events do.
+ARRIVAL_MINUTES = [10, 20, 50, 30, 60, 40, 70, 20, 80, 10]
+
+TIME_BOUNDS = [(None, 30), (40, None), (30, 50), (None, 5), (90, None), (20, 20), (10, 80), (None, None)]
+
+
+def _check_time_bounds(log: EventLog, **conditions: object) -> None:
+    stored = log.read_after(0)
+    for since, until in TIME_BOUNDS:
+        query = EventFilter(
+            since=None if since is None else _minute(since), until=None if until is None else _minute(until),
+            **conditions,  # type: ignore[arg-type]
+        )
+        expected = [event.position for event in stored if query.matches(event)]
+
+        assert _all_pages(log, query, descending=False) == (expected, {len(expected)}), (since, until)
+        assert _all_pages(log, query, descending=True) == (expected[::-1], {len(expected)}), (since, until)
+
+
+def test_time_bounds_keep_position_order(log: EventLog) -> None:
+    log.append([_at_minute(minute, n=index) for index, minute in enumerate(ARRIVAL_MINUTES)])
+
+    _check_time_bounds(log)
+    assert [event.position for event in log.query(EventFilter(until=_minute(30)), descending=False).events] == [
+        1, 2, 4, 8, 10]
+
+
+def test_time_bounds_after_later_appends(log: EventLog) -> None:
+    log.append([_at_minute(minute, n=index) for index, minute in enumerate(ARRIVAL_MINUTES[:5])])
+    log.query(EventFilter(since=_minute(30)))
+    log.append([_at_minute(minute, n=index) for index, minute in enumerate(ARRIVAL_MINUTES[5:])])
+
+    _check_time_bounds(log)
+
+
+def test_time_bounds_with_other_filters(log: EventLog) -> None:
+    log.append([
+        _at_minute(minute, "note.added" if index % 4 == 1 else "file.saved", text="checkout" if index % 3 else "refund",
+                   session=f"s{index % 2}")
+        for index, minute in enumerate(ARRIVAL_MINUTES)
+    ])
+
+    _check_time_bounds(log, text="checkout")
+    _check_time_bounds(log, session_id="s1")
+    _check_time_bounds(log, text="checkout", session_id="s1")
+    _check_time_bounds(log, text="checkout", session_id="no-such-session")
+    _check_time_bounds(log, types=("note.added",), session_id="s1")
+    _check_time_bounds(log, types=("note.added",), session_id="s1", text="checkout")
+    _check_time_bounds(log, types=("file.saved",), after=2, before=9)

@@ -156,3 +156,119 @@ def test_replaced_file_merged_back(log: SQLiteEventLog) -> None:
 
     assert log.recover_if_removed() is True
     assert sorted(event.payload["path"] for event in log.read_after(0)) == ["kept", "written-meanwhile"]
+
+
+def _second(second: int) -> str:
+    return f"2026-11-01T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}.000000Z"
+
+
+def _at(second: int, event_type: str = "file.saved", **payload: object) -> dict:
+    event = _event(event_type, **payload)
+    event["timestamp"] = _second(second)
+    return event
+
+
+def _positions(log: SQLiteEventLog, **conditions: object) -> list[int]:
+    from mcp_server.store.base import EventFilter
+
+    return [event.position for event in log.query(EventFilter(**conditions), limit=500, descending=False).events]  # type: ignore[arg-type]
+
+
+# The events at positions 4, 6, 8 and 10 arrive after later ones.
+ARRIVAL_SECONDS = [10, 20, 50, 30, 60, 40, 70, 20, 80, 10]
+
+
+def _v2_log(path: Path, seconds: list[int]) -> None:
+    """Write a log in schema version 2, as eventsync releases before the time-order table left it."""
+    import json
+
+    from mcp_server.store.sqlite import _MIGRATIONS
+
+    connection = sqlite3.connect(path)
+    for target, statements in _MIGRATIONS:
+        if target <= 2:
+            for statement in statements:
+                connection.execute(statement)
+    for index, second in enumerate(seconds):
+        payload = {"path": f"f{index}", "text": "checkout" if index % 2 else "refund"}
+        connection.execute(
+            "INSERT INTO events (id, type, timestamp, source, session_id, payload, metadata) "
+            "VALUES (?, 'file.saved', ?, 'test', 's1', ?, '{}')",
+            (f"event-{index}", _second(second), json.dumps(payload)),
+        )
+    connection.execute("PRAGMA user_version = 2")
+    connection.commit()
+    connection.close()
+
+
+def test_v2_log_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    _v2_log(path, ARRIVAL_SECONDS)
+
+    log = SQLiteEventLog(str(path))
+    try:
+        version = log.connection.execute("PRAGMA user_version").fetchone()[0]
+        until = _positions(log, until=_second(30))
+        since = _positions(log, since=_second(40))
+        text = _positions(log, text="checkout")
+        listed = [row[0] for row in log.connection.execute("SELECT position FROM events_out_of_order ORDER BY position")]
+    finally:
+        log.close()
+
+    assert version == SCHEMA_VERSION
+    assert until == [1, 2, 4, 8, 10]
+    assert since == [3, 5, 6, 7, 9]
+    assert text == [2, 4, 6, 8, 10]
+    assert listed == [4, 6, 8, 10]
+
+
+def test_time_bounds_inside_transaction(log: SQLiteEventLog) -> None:
+    log.append([_at(second) for second in ARRIVAL_SECONDS[:5]])
+    _positions(log, since=_second(30))
+
+    with log.transaction() as connection:
+        log.append_in(connection, [_at(second) for second in ARRIVAL_SECONDS[5:]])
+        until = _positions(log, until=_second(30))
+        since = _positions(log, since=_second(40))
+
+    assert until == [1, 2, 4, 8, 10]
+    assert since == [3, 5, 6, 7, 9]
+
+
+def test_since_after_deleting_later_event(log: SQLiteEventLog) -> None:
+    log.append([_at(10, "note.old"), _at(5, "note.kept"), _at(20, "note.kept")])
+    _positions(log, since=_second(5))
+    log.delete_events(("note.old",), protect_after=log.head())
+    log.append([_at(7, "note.kept")])
+
+    assert _positions(log, since=_second(5)) == [2, 3, 4]
+    assert _positions(log, since=_second(6)) == [3, 4]
+    assert _positions(log, until=_second(7)) == [2, 4]
+
+
+def test_since_after_deleting_every_earlier_event(log: SQLiteEventLog) -> None:
+    log.append([_at(10, "note.old")])
+    _positions(log, since=_second(5))
+    log.delete_events(("note.old",), protect_after=log.head())
+    log.append([_at(5, "note.kept"), _at(6, "note.kept")])
+
+    assert _positions(log, since=_second(5)) == [2, 3]
+    assert _positions(log, until=_second(5)) == [2]
+
+
+def test_time_and_text_totals_capped(log: SQLiteEventLog) -> None:
+    from mcp_server.store.base import EventFilter
+    from mcp_server.store.sqlite import COUNT_CAP
+
+    # Every tenth event arrives 100 seconds late.
+    seconds = [index - 100 if index % 10 == 0 and index >= 100 else index for index in range(COUNT_CAP + 5)]
+    log.append([_at(second, text="checkout") for second in seconds])
+    expected = sum(1 for second in seconds if second <= 500)
+
+    everything = log.query(EventFilter(until=_second(10_000)), limit=3)
+    part = log.query(EventFilter(until=_second(500)), limit=3)
+    text = log.query(EventFilter(text="checkout", since=_second(0)), limit=3)
+
+    assert (everything.total, everything.total_capped) == (COUNT_CAP, True)
+    assert (part.total, part.total_capped) == (expected, False)
+    assert (text.total, text.total_capped) == (COUNT_CAP, True)
