@@ -8,7 +8,7 @@ Settings live in two places, both optional:
    ``.eventsync`` folder is), so it contains one machine's overrides.
 
 When both exist, each top-level key (``strict_types``, ``modules``,
-``webhooks``, ``retention``, ``schema``) is taken whole from
+``consumers``, ``webhooks``, ``retention``, ``schema``) is taken whole from
 ``.eventsync/config.toml`` if it sets it, else from ``pyproject.toml``; tables
 and arrays are not merged key by key. The file stays at the project root even
 when ``EVENTSYNC_HOME`` moves the data folder, because configuration belongs
@@ -32,10 +32,12 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from mcp_server import subjects
+from mcp_server.consumers import DEFAULT_HANDLER_TIMEOUT
 from mcp_server.errors import ConfigurationError, InvalidEventError
 
 __all__ = [
     "CONFIG_FILE_NAME",
+    "ConsumersConfig",
     "EventsyncConfig",
     "LoadedConfig",
     "ModulesConfig",
@@ -90,6 +92,18 @@ class ModulesConfig(_Section):
                     "for example 'context'"
                 )
         return values
+
+
+class ConsumersConfig(_Section):
+    """Settings of the durable modules (projections), which every eventsync process runs."""
+
+    timeout_seconds: float = Field(
+        default=DEFAULT_HANDLER_TIMEOUT,
+        ge=0,
+        le=3600,
+        description="Time limit of one attempt at one event (prepare and apply together), in seconds; 0 turns it off. "
+        "An attempt over the limit is retried, and the event is parked after the last attempt.",
+    )
 
 
 class WebhookConfig(_Section):
@@ -213,6 +227,7 @@ class EventsyncConfig(_Section):
         default=False, description="Reject emitted events whose type no loaded module or catalog entry declares."
     )
     modules: ModulesConfig = ModulesConfig()
+    consumers: ConsumersConfig = ConsumersConfig()
     webhooks: tuple[WebhookConfig, ...] = ()
     retention: tuple[RetentionRule, ...] = ()
     schema_: SchemaConfig = Field(default=SchemaConfig(), alias="schema")

@@ -2,15 +2,15 @@
 
 A :class:`Projection` keeps derived state (the touchpoint index, the search
 index, the context cache) in tables of the log's own database. The
-:class:`ConsumerRunner` feeds it the events after its checkpoint and, for each
-event, commits the projection's writes, the events it emits and its new
+:class:`ConsumerRunner` feeds it the events after its checkpoint and commits
+the projection's writes for a run of events, the events they emit and the new
 checkpoint in **one transaction**. That gives an exactly-once effect:
 
 * After a crash the consumer resumes from its checkpoint, and nothing it
   committed is applied twice.
 * Only one process runs a given consumer at a time: while it has events to
-  handle, the runner holds a lease in the database, renews it after every
-  event and gives it back when it has caught up. A lease whose holder stopped
+  handle, the runner holds a lease in the database, renews it while it works
+  and gives it back when it has caught up. A lease whose holder stopped
   renewing it expires after :data:`LEASE_SECONDS`, or at once when the holder
   is a process on this host that no longer exists. A process that finds the
   lease taken waits until the holder has caught up. As a second guard, each
@@ -21,13 +21,44 @@ again for the same event (after a retry or a lost lease), so it must have no
 side effects. ``apply`` runs inside the transaction and must only write the
 projection's own tables.
 
-Failures: when ``prepare`` or ``apply`` raises, the runner records
-``event.failed`` (with the attempt number). Errors that may pass (an I/O
-error, a busy database, a timeout) are retried after a short backoff; after
+Batches: the runner prepares the events of one read (up to
+:data:`CATCH_UP_BATCH`) before it applies the first of them, so ``prepare``
+must not depend on what ``apply`` wrote for earlier events. It then applies
+them in one transaction, each inside a savepoint, and commits after
+:data:`BATCH_TRANSACTION_SECONDS` or at the end of the read. Per-event
+transactions and lease renewals took most of the time of a full index.
+An event whose ``prepare`` or ``apply`` fails is rolled back alone. The events
+before it are committed, and the failed one is retried on its own as described
+below.
+
+Failures: when ``prepare`` or ``apply`` raises or runs past its time limit,
+the runner records ``event.failed`` (with the attempt number). Errors that may
+pass (an I/O error, a busy database, a timeout) are retried after a short backoff; after
 :data:`MAX_ATTEMPTS` attempts, or at once for any other error (a bad payload
 fails the same way every time), the event is **parked**: recorded in the
 ``parked`` table and skipped, and the consumer moves on. Parked events can be
 listed and replayed (``eventsync parked``, the ``parked_events`` tool).
+
+Time limit: ``prepare`` and ``apply`` of one attempt share
+:attr:`ConsumerRunner.handler_timeout` seconds (the ``consumers.timeout_seconds``
+setting); waiting for the write lock does not count. An overrun fails the
+attempt with :class:`~mcp_server.errors.HandlerTimeoutError`, which is retried
+and parked like any timeout. Python cannot stop a thread, so what is bounded
+differs by part:
+
+* ``prepare`` runs in a worker thread (the prepares of a batch one after
+  another) and the runner stops waiting at the limit. The call runs on in its
+  thread and its result is dropped. Because ``prepare`` has no side effects,
+  only that thread and its CPU time are lost meanwhile.
+  A projection that sets ``prepare_inline`` (see :class:`Projection`) has its
+  ``prepare`` called directly, and an overrun is found after it returns.
+* SQL that ``apply`` runs is interrupted at the limit (an SQLite progress
+  handler), and the transaction is rolled back, so an overrun commits nothing.
+  NOTE: after an interrupted write SQLite has already rolled back, so an
+  ``apply`` that catches the error and writes again commits those writes at once.
+* Python code in ``apply`` (a loop, a file scan) cannot be interrupted. The
+  overrun is found when ``apply`` returns, and the transaction is then rolled
+  back. An ``apply`` that never returns blocks its consumer.
 
 Batching: when several events in one read carry the same
 :meth:`Projection.coalesce_key` (bursts of saves of one file), only the last
@@ -52,13 +83,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mcp_server.errors import StoreLockedError
+from mcp_server.errors import HandlerTimeoutError, StoreLockedError
 from mcp_server.events import MAX_CAUSATION_DEPTH, causation_depth, make_event
 from mcp_server.store.base import EventFilter, StoredEvent
 from mcp_server.store.sqlite import SQLiteEventLog
+from mcp_server.time_limits import WorkerThreads, sql_deadline
 
 __all__ = [
     "CATCH_UP_BATCH",
+    "DEFAULT_HANDLER_TIMEOUT",
     "LEASE_SECONDS",
     "MAX_ATTEMPTS",
     "ConsumerRunner",
@@ -69,10 +102,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CATCH_UP_BATCH = 200
-"""Events read per query while catching up; each is still committed on its own."""
+"""Events read per query while catching up, and prepared before the first of them is applied."""
+
+BATCH_TRANSACTION_SECONDS = 0.25
+"""A batch transaction commits once its applies have taken this long, so other writers wait about this at most."""
 
 LEASE_SECONDS = 15.0
-"""How long a consumer's lease lasts without renewal; the runner renews it after every event."""
+"""How long a consumer's lease lasts without renewal; the runner renews it once a third of that has passed."""
 
 MAX_ATTEMPTS = 3
 """Attempts at one event before it is parked."""
@@ -83,11 +119,25 @@ RETRY_DELAYS = (0.05, 0.25)
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, StoreLockedError, sqlite3.OperationalError)
 """Errors that may not happen again; any other error parks the event after its first attempt."""
 
+DEFAULT_HANDLER_TIMEOUT = 30.0
+"""Seconds ``prepare`` and ``apply`` may take together on one attempt; 0 or less turns the limit off."""
+
 _LEASE_POLL = 0.02
+
+_PREPARE_THREADS = WorkerThreads("eventsync-prepare")
+"""Shared by every runner, so idle threads number only the ``prepare`` calls that ever ran at once."""
 
 
 class Projection(Protocol):
-    """A durable consumer that keeps derived state in the log's database."""
+    """A durable consumer that keeps derived state in the log's database.
+
+    Optional attributes: ``coalesce_key(event)`` (see the module's notes on
+    batching) and ``prepare_inline``. Set ``prepare_inline = True`` when
+    ``prepare`` does no I/O and returns at once: the runner then calls it on its
+    own thread and finds an overrun only after it returns. That saves handing
+    each batch to a worker thread, which cost 3 to 8 µs per event of catch-up on
+    a loaded 2-vCPU virtual machine (``bench/bench_consumer_limit.py``).
+    """
 
     name: str
     version: int
@@ -134,6 +184,15 @@ class _CheckpointMoved(Exception):
     """Another process advanced the checkpoint while this one prepared its work."""
 
 
+class _BatchRolledBack(Exception):
+    """SQLite rolled back a whole batch transaction after a failed ``apply`` (an interrupted write does)."""
+
+    def __init__(self, failed_at: int, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.failed_at = failed_at
+        self.error = error
+
+
 class _HandlerFailed(Exception):
     """``prepare`` or ``apply`` raised; carries the original error."""
 
@@ -147,18 +206,34 @@ def _coalesce_key(projection: Projection, event: StoredEvent) -> str | None:
     return method(event) if method is not None else None
 
 
+def _timeout(projection: Projection, event: StoredEvent, part: str, limit: float) -> HandlerTimeoutError:
+    return HandlerTimeoutError(
+        f"{projection.name}.{part} ran past the {limit:g} s time limit on event {event.id} ({event.type}); "
+        "make it faster, or raise consumers.timeout_seconds in the eventsync settings"
+    )
+
+
 class ConsumerRunner:
     """Runs projections against a log, one transaction per event, one process per consumer."""
 
-    def __init__(self, log: SQLiteEventLog, *, lease_seconds: float = LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        log: SQLiteEventLog,
+        *,
+        lease_seconds: float = LEASE_SECONDS,
+        handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
+    ) -> None:
         self.log = log
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
+        self.handler_timeout = handler_timeout
+        """Seconds ``prepare`` and ``apply`` may take together on one attempt; 0 or less means no limit."""
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._handled: dict[str, int] = {}
         self._coalesced: dict[str, int] = {}
         self._held: set[str] = set()
+        self._renewed: dict[str, float] = {}
 
     def _lock(self, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -168,6 +243,9 @@ class ConsumerRunner:
 
     def ensure(self, projection: Projection) -> bool:
         """Create the projection's tables, or rebuild them if its version changed; return True if reset."""
+        # Checked before taking the write lock, so opening a runtime whose projections are current takes no write lock.
+        if self.log.projection_version(self.log.connection, projection.name) == projection.version:
+            return False
         with self.log.transaction() as connection:
             recorded = self.log.projection_version(connection, projection.name)
             if recorded == projection.version:
@@ -241,9 +319,16 @@ class ConsumerRunner:
     def _take_lease(self, name: str) -> bool:
         if self.log.acquire_lease(name, self.holder, self.lease_seconds):
             self._held.add(name)
+            self._renewed[name] = time.monotonic()
             return True
         self._held.discard(name)
         return False
+
+    def _renew_lease(self, name: str) -> None:
+        """Renew the lease once a third of it has passed; a renewal is a write transaction of its own."""
+        if time.monotonic() - self._renewed.get(name, 0.0) > self.lease_seconds / 3:
+            self.log.acquire_lease(name, self.holder, self.lease_seconds)
+            self._renewed[name] = time.monotonic()
 
     def _step(self, projection: Projection) -> tuple[int, bool]:
         start = self.log.checkpoint(projection.name)
@@ -257,16 +342,10 @@ class ConsumerRunner:
             if event.position <= head
         ]
         superseded = self._superseded(projection, batch)
-        expected = start
-        handled = 0
-        for event in batch:
-            if event.id in superseded:
-                self._coalesced[projection.name] = self._coalesced.get(projection.name, 0) + 1
-                continue
-            self._handle(projection, event, expected)
-            expected = event.position
-            handled += 1
-            self.log.acquire_lease(projection.name, self.holder, self.lease_seconds)
+        pending = [event for event in batch if event.id not in superseded]
+        self._coalesced[projection.name] = self._coalesced.get(projection.name, 0) + len(batch) - len(pending)
+        expected = self._handle_batch(projection, pending, start)
+        handled = len(pending)
 
         if len(batch) < CATCH_UP_BATCH:
             if head > expected:
@@ -293,31 +372,177 @@ class ConsumerRunner:
                 raise _CheckpointMoved
             self.log.set_checkpoint(connection, name, position)
 
-    def _handle(self, projection: Projection, event: StoredEvent, expected: int) -> None:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+    def _handle_batch(self, projection: Projection, events: list[StoredEvent], expected: int) -> int:
+        """Handle ``events`` in order, many per transaction; return the position of the last one.
+
+        ``expected`` is the checkpoint before the first event. An event that
+        fails in a batch goes through :meth:`_handle`, with that failure as its
+        first attempt.
+        """
+        index = 0
+        while index < len(events):
+            prepared, failure = self._prepare_batch(projection, events[index:])
+            offset = 0
+            while offset < len(prepared):
+                try:
+                    applied, apply_failure = self._apply_batch(projection, prepared[offset:], expected)
+                except _BatchRolledBack as lost:
+                    # Nothing of the batch was committed: the events before the failed one go one by one.
+                    for event, _, _ in prepared[offset : offset + lost.failed_at]:
+                        self._handle(projection, event, expected)
+                        expected = event.position
+                    offset += lost.failed_at
+                    applied, apply_failure = 0, lost.error
+                if applied:
+                    offset += applied
+                    expected = prepared[offset - 1][0].position
+                if apply_failure is not None:
+                    event = prepared[offset][0]
+                    self._handle(projection, event, expected, first_failure=apply_failure)
+                    expected = event.position
+                    offset += 1
+                self._renew_lease(projection.name)
+            index += len(prepared)
+            if failure is not None:
+                event = events[index]
+                self._handle(projection, event, expected, first_failure=failure)
+                expected = event.position
+                index += 1
+        return expected
+
+    def _prepare_batch(
+        self, projection: Projection, events: list[StoredEvent]
+    ) -> tuple[list[tuple[StoredEvent, Any, float]], BaseException | None]:
+        """Prepare ``events`` until one fails; return ``(event, prepared, seconds spent)`` of each, and the error."""
+        limit = self.handler_timeout if self.handler_timeout > 0 else None
+        if limit is not None and not getattr(projection, "prepare_inline", False):
+            return self._prepare_in_thread(projection, events, limit)
+        prepared: list[tuple[StoredEvent, Any, float]] = []
+        for event in events:
+            started = time.monotonic()
+            try:
+                value = self._prepare(projection, event, limit)
+            except Exception as exc:  # noqa: BLE001 - becomes the event's first failed attempt
+                return prepared, exc
+            prepared.append((event, value, time.monotonic() - started))
+            self._renew_lease(projection.name)
+        return prepared, None
+
+    def _prepare_in_thread(
+        self, projection: Projection, events: list[StoredEvent], limit: float
+    ) -> tuple[list[tuple[StoredEvent, Any, float]], BaseException | None]:
+        """Prepare ``events`` in order in a worker thread, giving up on the first that runs past ``limit``.
+
+        The whole batch is one hand-off to the thread. The runner wakes to renew
+        its lease while it waits, and when the ``prepare`` in progress reaches the limit.
+        """
+        calls = _PREPARE_THREADS.submit(projection.prepare, events)
+        while True:
+            _, started = calls.current
+            if calls.wait(min(started + limit - time.monotonic(), self.lease_seconds / 3)):
+                break
+            self._renew_lease(projection.name)
+            index, started = calls.current
+            if time.monotonic() - started > limit:
+                calls.abandon()
+                finished = calls.results[:index]
+                prepared = [(event, value, spent) for event, (value, spent) in zip(events, finished)]
+                return prepared, _timeout(projection, events[index], "prepare", limit)
+
+        prepared = [(event, value, spent) for event, (value, spent) in zip(events, calls.results)]
+        if calls.error is not None and not isinstance(calls.error, Exception):
+            raise calls.error
+        return prepared, calls.error
+
+    def _apply_batch(
+        self, projection: Projection, prepared: list[tuple[StoredEvent, Any, float]], expected: int
+    ) -> tuple[int, BaseException | None]:
+        """Apply prepared events in one transaction until one fails or time is up; return how many, and the error.
+
+        Each ``apply`` runs in a savepoint, so a failed one is undone alone and
+        the events before it are committed with the checkpoint of the last.
+
+        Raises:
+            _BatchRolledBack: SQLite rolled back the whole transaction after a failure.
+        """
+        limit = self.handler_timeout if self.handler_timeout > 0 else None
+        applied = 0
+        failure: BaseException | None = None
+        started = time.monotonic()
+        with self.log.transaction() as connection:
+            if self.log.checkpoint(projection.name, connection) != expected:
+                raise _CheckpointMoved
+            replay_until = self.log.replay_until(projection.name, connection)
+            for event, value, spent in prepared:
+                connection.execute("SAVEPOINT consumer_event")
+                try:
+                    if limit is None:
+                        emitted = projection.apply(connection, event, value)
+                    else:
+                        emitted = self._apply_within(connection, projection, event, value, limit, spent)
+                except Exception as exc:  # noqa: BLE001 - becomes the event's first failed attempt
+                    if not connection.in_transaction:
+                        raise _BatchRolledBack(applied, exc) from exc
+                    connection.execute("ROLLBACK TO consumer_event")
+                    connection.execute("RELEASE consumer_event")
+                    failure = exc
+                    break
+                if event.position > replay_until:
+                    self.log.append_in(connection, self._within_depth(projection, event, emitted))
+                connection.execute("RELEASE consumer_event")
+                applied += 1
+                if time.monotonic() - started > BATCH_TRANSACTION_SECONDS:
+                    break
+            if applied:
+                self.log.set_checkpoint(connection, projection.name, prepared[applied - 1][0].position)
+        self._handled[projection.name] = self._handled.get(projection.name, 0) + applied
+        return applied, failure
+
+    def _handle(
+        self, projection: Projection, event: StoredEvent, expected: int, *, first_failure: BaseException | None = None
+    ) -> None:
+        """Handle one event in its own transactions, with retries; ``first_failure`` is an attempt already made."""
+        first = 1
+        if first_failure is not None:
+            if self._failed(projection, event, expected, first_failure, 1):
+                return
+            first = 2
+        for attempt in range(first, MAX_ATTEMPTS + 1):
             try:
                 self._attempt(projection, event, expected)
                 self._handled[projection.name] = self._handled.get(projection.name, 0) + 1
                 return
             except _HandlerFailed as failure:
-                last = attempt == MAX_ATTEMPTS or not isinstance(failure.error, RETRYABLE_ERRORS)
-                self._record_failure(projection, event, expected, failure.error, attempt, park=last)
-                if last:
+                if self._failed(projection, event, expected, failure.error, attempt):
                     return
-                time.sleep(RETRY_DELAYS[min(attempt - 1, len(RETRY_DELAYS) - 1)])
+
+    def _failed(self, projection: Projection, event: StoredEvent, expected: int, error: BaseException,
+                attempt: int) -> bool:
+        """Record a failed attempt and wait before the next; return True when the event was parked instead."""
+        last = attempt == MAX_ATTEMPTS or not isinstance(error, RETRYABLE_ERRORS)
+        self._record_failure(projection, event, expected, error, attempt, park=last)
+        if not last:
+            time.sleep(RETRY_DELAYS[min(attempt - 1, len(RETRY_DELAYS) - 1)])
+        return last
 
     def _attempt(self, projection: Projection, event: StoredEvent, expected: int | None) -> None:
         """Prepare and apply ``event`` in one transaction; with ``expected`` None the checkpoint is left alone."""
+        limit = self.handler_timeout if self.handler_timeout > 0 else None
+        started = time.monotonic()
         try:
-            prepared = projection.prepare(event)
+            prepared = self._prepare(projection, event, limit)
         except Exception as exc:  # noqa: BLE001 - turned into event.failed by the caller
             raise _HandlerFailed(exc) from exc
+        spent = time.monotonic() - started
 
         with self.log.transaction() as connection:
             if expected is not None and self.log.checkpoint(projection.name, connection) != expected:
                 raise _CheckpointMoved
             try:
-                emitted = projection.apply(connection, event, prepared)
+                if limit is None:
+                    emitted = projection.apply(connection, event, prepared)
+                else:
+                    emitted = self._apply_within(connection, projection, event, prepared, limit, spent)
             except Exception as exc:  # noqa: BLE001 - the transaction rolls back; the caller records it
                 raise _HandlerFailed(exc) from exc
             replaying = expected is None or event.position <= self.log.replay_until(projection.name, connection)
@@ -325,6 +550,48 @@ class ConsumerRunner:
                 self.log.append_in(connection, self._within_depth(projection, event, emitted))
             if expected is not None:
                 self.log.set_checkpoint(connection, projection.name, event.position)
+
+    @staticmethod
+    def _prepare(projection: Projection, event: StoredEvent, limit: float | None) -> Any:
+        """Return ``projection.prepare(event)``, giving up after ``limit`` seconds when there is a limit."""
+        if limit is None:
+            return projection.prepare(event)
+        if getattr(projection, "prepare_inline", False):
+            started = time.monotonic()
+            prepared = projection.prepare(event)
+            if time.monotonic() - started > limit:
+                raise _timeout(projection, event, "prepare", limit)
+            return prepared
+        finished, prepared = _PREPARE_THREADS.call(projection.prepare, event, limit)
+        if not finished:
+            raise _timeout(projection, event, "prepare", limit)
+        return prepared
+
+    @staticmethod
+    def _apply_within(
+        connection: sqlite3.Connection,
+        projection: Projection,
+        event: StoredEvent,
+        prepared: Any,
+        limit: float,
+        spent: float,
+    ) -> list[dict[str, Any]]:
+        """Run ``projection.apply`` with what is left of ``limit`` after ``spent`` seconds of ``prepare``.
+
+        Its SQL is interrupted at the deadline. Past the deadline, whatever ``apply``
+        returned or raised becomes a timeout, and the caller rolls the transaction back.
+        """
+        deadline = time.monotonic() + limit - spent
+        try:
+            with sql_deadline(connection, deadline):
+                emitted = projection.apply(connection, event, prepared)
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise _timeout(projection, event, "apply", limit) from exc
+            raise
+        if time.monotonic() > deadline:
+            raise _timeout(projection, event, "apply", limit)
+        return emitted
 
     @staticmethod
     def _within_depth(projection: Projection, cause: StoredEvent, emitted: list[dict[str, Any]]) -> list[dict[str, Any]]:

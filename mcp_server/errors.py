@@ -11,7 +11,8 @@ translated at the boundary that meets them (``raise ... from exc``)::
     │   └── StoreLockedError      another process held the write lock too long
     ├── PathOutsideProjectError   a path resolves outside the project root
     ├── NotFoundError             a named thing (touchpoint, event) does not exist
-    └── ClosedError               an object was used after close()
+    ├── ClosedError               an object was used after close()
+    └── HandlerTimeoutError       a durable consumer ran past its time limit (also a TimeoutError)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "ClosedError",
     "ConfigurationError",
     "EventsyncError",
+    "HandlerTimeoutError",
     "InvalidEventError",
     "NotFoundError",
     "PathOutsideProjectError",
@@ -58,3 +60,7 @@ class NotFoundError(EventsyncError):
 
 class ClosedError(EventsyncError):
     """Raised when an event log, bus or runtime is used after it was closed."""
+
+
+class HandlerTimeoutError(EventsyncError, TimeoutError):
+    """Raised when a durable consumer's ``prepare`` or ``apply`` runs past its time limit."""

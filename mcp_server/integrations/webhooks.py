@@ -119,6 +119,7 @@ class WebhookOutbox:
     name = "webhooks"
     version = 1
     depends_on: tuple[str, ...] = ()
+    prepare_inline = True  # prepare does no I/O; see mcp_server.consumers.Projection
     emits = (INTEGRATION_FAILED,)
 
     def __init__(self, log: SQLiteEventLog, webhooks: Sequence[WebhookConfig], registry: SchemaRegistry) -> None:

@@ -47,6 +47,7 @@ class Notifications:
     version = 1
     subscriptions = ("project.created", "task.assigned", "task.unblocked", "bottleneck.detected", "integration.failed")
     depends_on: tuple[str, ...] = ()
+    prepare_inline = True  # prepare does no I/O; see mcp_server.consumers.Projection
     emits: tuple[str, ...] = ()
 
     def create(self, connection: sqlite3.Connection) -> None:
@@ -91,6 +92,7 @@ class Analytics:
     version = 1
     subscriptions = _PM_TYPES
     depends_on: tuple[str, ...] = ()
+    prepare_inline = True  # prepare does no I/O; see mcp_server.consumers.Projection
     emits: tuple[str, ...] = ()
 
     def create(self, connection: sqlite3.Connection) -> None:

@@ -50,6 +50,7 @@ class SchemaReactions:
     version = 1
     subscriptions = ("schema.updated",)
     depends_on: tuple[str, ...] = ()
+    prepare_inline = True  # prepare does no I/O; see mcp_server.consumers.Projection
     emits = (QUERY_INVALIDATED,)
 
     def __init__(self, reference_path: str, on_change: Callable[[], None] = lambda: None) -> None:

@@ -9,6 +9,7 @@ import pytest
 from conftest import Project
 from mcp_server.cli import main
 from mcp_server.config import load_config, parse_config
+from mcp_server.consumers import DEFAULT_HANDLER_TIMEOUT
 from mcp_server.errors import ConfigurationError
 
 
@@ -139,3 +140,23 @@ def test_config_command_reports_errors(project: Project, capsys: pytest.CaptureF
 
     assert status == 1
     assert "modules.disable: invalid module name 'Context'" in capsys.readouterr().err
+
+
+def test_consumer_timeout_reaches_runner(project: Project) -> None:
+    _write_local(project.root, "[consumers]\ntimeout_seconds = 4.5\n")
+
+    runtime = project.runtime()
+    try:
+        assert runtime.runner.handler_timeout == 4.5
+    finally:
+        runtime.close()
+
+
+def test_consumer_timeout_default(tmp_path: Path) -> None:
+    assert load_config(str(tmp_path)).settings.consumers.timeout_seconds == DEFAULT_HANDLER_TIMEOUT
+
+
+def test_negative_consumer_timeout_rejected() -> None:
+    message = _problems({"consumers": {"timeout_seconds": -1}})
+
+    assert "consumers.timeout_seconds: invalid value -1: Input should be greater than or equal to 0" in message

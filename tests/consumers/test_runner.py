@@ -277,3 +277,95 @@ def test_rebuild_does_not_repeat_failures(log: SQLiteEventLog) -> None:
     assert failures_before == 1
     assert log.query(EventFilter(types=("event.failed",))).total == 1
     assert len(log.parked("counting")) == 1
+
+
+class ApplyFailingProjection(CountingProjection):
+    """Fails in ``apply`` after writing a row, for events whose ``key`` names a failure.
+
+    ``"rollback"`` makes SQLite itself roll back the whole transaction (``INSERT OR ROLLBACK``
+    on a duplicate key), as an interrupted write can; other keys raise the listed errors.
+    """
+
+    name = "counting"
+
+    def apply(self, connection: sqlite3.Connection, event: StoredEvent, prepared: Any) -> list[dict[str, Any]]:
+        connection.execute("INSERT INTO applied VALUES (?, ?)", (event.id, prepared))
+        key = str(event.payload.get("key"))
+        if key == "rollback":
+            connection.execute("INSERT OR ROLLBACK INTO applied VALUES (?, ?)", (event.id, prepared))
+        pending = self.failures.get(key, [])
+        if pending:
+            raise pending.pop(0)
+        return []
+
+    def prepare(self, event: StoredEvent) -> Any:
+        return event.payload.get("n")
+
+
+def _append_keys(log: SQLiteEventLog, keys: list[str | None]) -> list[StoredEvent]:
+    return log.append([make_event("work.item", {"n": n, "key": key}, source="test") for n, key in enumerate(keys)])
+
+
+def test_batch_commits_once_per_read(log: SQLiteEventLog) -> None:
+    projection = CountingProjection()
+    runner = ConsumerRunner(log)
+    runner.ensure(projection)
+    _append(log, 100)
+    statements: list[str] = []
+    log.connection.set_trace_callback(statements.append)
+
+    runner.catch_up(projection)
+
+    log.connection.set_trace_callback(None)
+    assert _applied(log) == 100
+    # One lease taken, one batch, one lease released: not one transaction per event.
+    assert statements.count("COMMIT") <= 4
+
+
+def test_failed_apply_rolls_back_alone(log: SQLiteEventLog) -> None:
+    projection = ApplyFailingProjection({"bad": [ValueError("bad payload")]})
+    runner = ConsumerRunner(log)
+    runner.ensure(projection)
+    events = _append_keys(log, [None, None, "bad", None, None])
+
+    handled = runner.catch_up(projection)
+
+    assert handled == 5
+    applied = {row[0] for row in log.connection.execute("SELECT event_id FROM applied")}
+    assert applied == {event.id for event in events} - {events[2].id}
+    [failure] = log.query(EventFilter(types=("event.failed",))).events
+    assert failure.payload["attempt"] == 1
+    assert failure.payload["event_id"] == events[2].id
+    assert [entry["event_id"] for entry in log.parked("counting")] == [events[2].id]
+    assert log.checkpoint("counting") == events[-1].position
+
+
+def test_transient_apply_failure_retried_once(log: SQLiteEventLog) -> None:
+    projection = ApplyFailingProjection({"flaky": [OSError("disk busy")]})
+    runner = ConsumerRunner(log)
+    runner.ensure(projection)
+    _append_keys(log, [None, "flaky", None])
+
+    runner.catch_up(projection)
+
+    failures = log.query(EventFilter(types=("event.failed",)), descending=False).events
+    assert [failure.payload["attempt"] for failure in failures] == [1]
+    assert _applied(log) == 3
+    assert log.parked() == []
+
+
+def test_rolled_back_batch_applied_one_by_one(log: SQLiteEventLog) -> None:
+    projection = ApplyFailingProjection()
+    runner = ConsumerRunner(log)
+    runner.ensure(projection)
+    events = _append_keys(log, [None, None, "rollback", None])
+
+    runner.catch_up(projection)
+
+    applied = {row[0] for row in log.connection.execute("SELECT event_id FROM applied")}
+    assert applied == {events[0].id, events[1].id, events[3].id}
+    [failure] = log.query(EventFilter(types=("event.failed",))).events
+    assert failure.payload["event_id"] == events[2].id
+    assert failure.payload["error_type"] == "IntegrityError"
+    assert failure.payload["attempt"] == 1
+    assert log.checkpoint("counting") == events[-1].position
