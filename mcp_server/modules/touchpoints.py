@@ -31,6 +31,7 @@ from mcp_server.touchpoints import (
     MAX_FILE_BYTES,
     MAX_NOTEBOOK_BYTES,
     Extraction,
+    Extractor,
     Touchpoint,
     extract,
 )
@@ -161,6 +162,8 @@ class TouchpointIndex:
     def __init__(self, root: str, *, fingerprint: str | None = None) -> None:
         self.root = root
         self._fingerprint = fingerprint
+        # Saves of a file the server already extracted re-scan and re-parse only what changed.
+        self._extractor = Extractor()
 
     @property
     def fingerprint(self) -> str:
@@ -217,6 +220,7 @@ class TouchpointIndex:
         relative = paths.to_project_path(self.root, absolute) or path
 
         if event.type == "code.deleted" or not os.path.isfile(absolute):
+            self._extractor.forget(relative)
             return _Scan(relative, deleted=True)
         if os.path.getsize(absolute) > MAX_NOTEBOOK_BYTES:  # the largest limit; extract() applies the exact one
             skipped = Extraction(language=None, touchpoints=(), skipped="size", warnings=())
@@ -225,7 +229,12 @@ class TouchpointIndex:
         with open(absolute, "rb") as handle:
             data = handle.read()
         content_hash = "sha256:" + hashlib.sha256(data).hexdigest()
-        return _Scan(relative, deleted=False, content_hash=content_hash, extraction=extract(relative, data))
+        # A full index reads thousands of files once each, so keeping their state would only cost memory.
+        if event.payload.get("origin") == "index":
+            extraction = extract(relative, data)
+        else:
+            extraction = self._extractor.extract(relative, data)
+        return _Scan(relative, deleted=False, content_hash=content_hash, extraction=extraction)
 
     def apply(self, connection: sqlite3.Connection, event: StoredEvent, scan: _Scan) -> list[dict[str, Any]]:
         """Replace the file's rows and return the touchpoint events describing the change."""

@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .languages import KERNEL_LANGUAGES, LANGUAGES, NOTEBOOK, language_for_path
-from .scanner import CommentSpan, normalize_newlines, scan_comments
-from .symbols import associate
+from .scanner import CommentScan, CommentSpan, normalize_newlines, rescan_comments, scan_comments
+from .symbols import SymbolCache, associate
 
 __all__ = [
     "EXTRACTOR_VERSION",
     "MAX_FILE_BYTES",
     "MAX_NOTEBOOK_BYTES",
     "Extraction",
+    "Extractor",
     "Touchpoint",
     "decode_text",
     "extract",
@@ -57,6 +62,8 @@ Notebooks carry their outputs, often base64 images, so a notebook with a few
 plots passes :data:`MAX_FILE_BYTES` while its cell sources stay small. Only the
 JSON parser reads the whole file, and the scanner reads the cell sources alone.
 """
+
+logger = logging.getLogger(__name__)
 
 _BINARY_PROBE_BYTES = 8192
 _MARKER = "@touchpoint"
@@ -154,6 +161,70 @@ def extract(path: str, data: bytes) -> Extraction:
         path: File path, used only to pick the language.
         data: Complete file content.
     """
+    return _extract(path, data, None)
+
+
+class Extractor:
+    """Extracts files as :func:`extract` does, reusing what it kept from the previous extraction of each path.
+
+    After a small edit, the comment scan resumes at a checkpoint before the
+    change, Python statements are parsed again only where lines changed, and
+    tree-sitter reparses its previous tree with the edit. Results equal those of
+    :func:`extract` on the same bytes, which the random-edit tests in
+    ``tests/touchpoints/test_incremental.py`` check. If the incremental path
+    raises, the error is logged and the file is extracted from scratch.
+
+    State is kept for the ``max_files`` paths extracted last, and only for
+    source files that contain a marker. Calls from several threads are safe:
+    two concurrent calls for one path simply do not share state.
+    """
+
+    def __init__(self, max_files: int = 16) -> None:
+        if max_files < 1:
+            raise ValueError(f"max_files must be at least 1, got {max_files}")
+        self.max_files = max_files
+        self._states: OrderedDict[str, _FileState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def extract(self, path: str, data: bytes) -> Extraction:
+        """Extract the touchpoints of one file from its bytes, as :func:`extract` does."""
+        with self._lock:
+            state = self._states.pop(path, None)
+        if state is None:
+            state = _FileState()
+        state.scanned = False
+        try:
+            extraction = _extract(path, data, state)
+        except Exception:  # noqa: BLE001 - the state only saves time, so a failure in it must not lose the file
+            logger.exception("touchpoints: incremental extraction of %s failed; extracting it from scratch", path)
+            return _extract(path, data, None)
+        if state.scanned:
+            with self._lock:
+                self._states[path] = state
+                while len(self._states) > self.max_files:
+                    self._states.popitem(last=False)
+        return extraction
+
+    def forget(self, path: str) -> None:
+        """Drop the state kept for ``path``, for example because the file was deleted."""
+        with self._lock:
+            self._states.pop(path, None)
+
+
+class _FileState:
+    """State an :class:`Extractor` keeps for one path: the last comment scan and the parsers' state."""
+
+    __slots__ = ("scan", "scanned", "symbols")
+
+    def __init__(self) -> None:
+        self.scan: CommentScan | None = None
+        self.symbols = SymbolCache()
+        # Whether the current extraction scanned the file; one that returned early keeps nothing.
+        self.scanned = False
+
+
+def _extract(path: str, data: bytes, state: _FileState | None) -> Extraction:
+    """Extract one file, reusing and updating ``state`` when given."""
     language = language_for_path(path)
     limit = MAX_NOTEBOOK_BYTES if language == NOTEBOOK else MAX_FILE_BYTES
     if len(data) > limit:
@@ -176,7 +247,7 @@ def extract(path: str, data: bytes) -> Extraction:
         except _InvalidNotebookError as exc:
             return Extraction(language, (), "invalid-notebook", (*warnings, str(exc)))
     else:
-        touchpoints, notes = _extract_source(text, language, None)
+        touchpoints, notes = _extract_source(text, language, None, state)
     return Extraction(language, tuple(touchpoints), None, (*warnings, *notes))
 
 
@@ -228,13 +299,22 @@ def _prepare(text: str) -> str:
     return normalize_newlines(text)
 
 
-def _extract_source(text: str, language: str, cell: int | None) -> tuple[list[Touchpoint], list[str]]:
+def _extract_source(
+    text: str, language: str, cell: int | None, state: _FileState | None = None
+) -> tuple[list[Touchpoint], list[str]]:
     """Find the markers in every comment of ``text``, with warnings for markers that have no name."""
+    if state is None:
+        spans: Iterable[CommentSpan] = scan_comments(text, language, containing=_MARKER)
+    else:
+        state.scan = rescan_comments(text, language, state.scan)
+        state.scanned = True
+        spans = state.scan.spans_containing(_MARKER)
     touchpoints: list[Touchpoint] = []
     nameless: list[int] = []
-    for span in scan_comments(text, language, containing=_MARKER):
+    for span in spans:
         _parse_span(text, span, language, cell, touchpoints, nameless)
-    symbols = associate(text, language, [(touchpoint.line, touchpoint.column) for touchpoint in touchpoints])
+    markers = [(touchpoint.line, touchpoint.column) for touchpoint in touchpoints]
+    symbols = associate(text, language, markers, None if state is None else state.symbols)
     for index, symbol in enumerate(symbols):
         if symbol is not None:
             touchpoints[index] = replace(

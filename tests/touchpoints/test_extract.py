@@ -41,6 +41,7 @@ def test_public_names() -> None:
             "MAX_FILE_BYTES",
             "MAX_NOTEBOOK_BYTES",
             "Extraction",
+            "Extractor",
             "Touchpoint",
             "extract",
             "extract_text",
