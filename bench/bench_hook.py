@@ -11,7 +11,12 @@ commands so machine noise hits all of them alike.
 Scenarios: an empty project; a log already holding 100,000 events; and a
 second "session" firing hooks on the same project at the same time.
 
-Usage: python bench/bench_hook.py [--runs N]
+With ``--compare-with DIR``, where DIR contains another version's
+``mcp_server`` package (for example ``git archive HEAD mcp_server | tar -x -C DIR``),
+it instead times that version's hook script against this one's, interleaved,
+on an ``Edit`` and a ``Bash`` payload, and prints the ratio.
+
+Usage: python bench/bench_hook.py [--runs N] [--compare-with DIR]
 """
 
 from __future__ import annotations
@@ -90,6 +95,33 @@ def _second_session(root: Path, stop: threading.Event) -> None:
         index += 1
 
 
+def _bash_payload(root: Path, index: int) -> bytes:
+    return json.dumps({
+        "session_id": "bench", "cwd": str(root), "hook_event_name": "PostToolUse", "tool_name": "Bash",
+        "tool_input": {"command": "pytest -q tests/ && git status --short",
+                       "description": "Run the tests and show the status"},
+        "tool_response": {"stdout": "", "stderr": "", "interrupted": False}, "tool_use_id": f"toolu_bash_{index}",
+    }).encode()
+
+
+def _compare(root: Path, other: Path, runs: int) -> None:
+    """Print the median wall time of another version's hook script and this one's, per payload kind."""
+    scripts = {"other": str(other / "mcp_server" / "hook_entry.py"),
+               "this": str(Path(__file__).resolve().parents[1] / "mcp_server" / "hook_entry.py")}
+    env = {**os.environ, "CLAUDE_PROJECT_DIR": str(root)}
+    times: dict[tuple[str, str], list[float]] = {(version, kind): [] for version in scripts for kind in ("Edit", "Bash")}
+    for index in range(runs):
+        order = list(scripts.items()) if index % 2 else list(reversed(scripts.items()))
+        for kind, stdin in (("Edit", _payload(root, index)), ("Bash", _bash_payload(root, index))):
+            for version, script in order:
+                times[(version, kind)].append(_time([sys.executable, "-I", "-S", script], stdin, env))
+    for kind in ("Edit", "Bash"):
+        other_median = statistics.median(times[("other", kind)])
+        this_median = statistics.median(times[("this", kind)])
+        print(f"{kind:<5} other {other_median * 1000:6.2f} ms | this {this_median * 1000:6.2f} ms | "
+              f"this / other {this_median / other_median:5.3f}")
+
+
 def _report(name: str, baseline: float, bare: float, hooked: float) -> None:
     print(f"{name:<28} -I -c pass {baseline * 1000:6.2f} ms | -I -S -c pass {bare * 1000:6.2f} ms | "
           f"hook {hooked * 1000:6.2f} ms | ratio {hooked / baseline:4.2f}x (vs -I -S: {hooked / bare:4.2f}x)")
@@ -98,8 +130,14 @@ def _report(name: str, baseline: float, bare: float, hooked: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="hook runs per scenario (default 200)")
+    parser.add_argument("--compare-with", type=Path, metavar="DIR",
+                        help="folder containing another version's mcp_server package to time against this one")
     args = parser.parse_args()
     print(f"python {platform.python_version()} at {sys.executable}; {os.cpu_count()} CPUs; {platform.platform()}")
+    if args.compare_with is not None:
+        with tempfile.TemporaryDirectory(prefix="eventsync-bench-") as folder:
+            _compare(_project(folder, "compare"), args.compare_with.resolve(), args.runs)
+        return
 
     with tempfile.TemporaryDirectory(prefix="eventsync-bench-") as folder:
         empty = _project(folder, "empty")

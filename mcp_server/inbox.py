@@ -33,6 +33,9 @@ _counter = 0
 def write_event(inbox_dir: str, event: dict[str, object]) -> str:
     """Store ``event`` durably in ``inbox_dir`` and return the final file path.
 
+    Strings with lone surrogates are stored with each surrogate written as
+    text (see :func:`mcp_server.jsoncodec.escape_lone_surrogates`).
+
     Raises:
         OSError: the folder cannot be created or written.
     """
@@ -41,7 +44,13 @@ def write_event(inbox_dir: str, event: dict[str, object]) -> str:
     name = f"{time.time_ns():020d}-{os.getpid()}-{_counter:04d}-{os.urandom(3).hex()}.json"
     staging = os.path.join(inbox_dir, "tmp", name)
     final = os.path.join(inbox_dir, "new", name)
-    data = jsoncodec.dumps(event).encode("utf-8", "surrogateescape")
+    text = jsoncodec.dumps(event)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a \ud800 escape in the hook's input, or a name decoded with
+        # surrogateescape) would make the log reject the event, so it is kept as escaped text.
+        data = jsoncodec.dumps(jsoncodec.escape_lone_surrogates(event)).encode("utf-8")
 
     try:
         descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

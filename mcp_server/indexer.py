@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -41,6 +42,9 @@ EVENT_BATCH = 500
 
 _MARKER = b"@touchpoint"
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+"""Flags for opening a listed file; O_NONBLOCK does not exist on Windows."""
+
 _running = threading.Lock()
 """Held by the full index running in this process. The server may start one at start-up while a
 tool call requests another; if both ran at once, each would append an event for every stale file."""
@@ -56,8 +60,10 @@ class IndexReport:
     Attributes:
         files: Files listed with a known language.
         changed: Files whose index record was out of date; one ``code.modified`` each.
-        deleted: Indexed files no longer on disk; one ``code.deleted`` each.
-        unreadable: Files that could not be read, as ``(path, reason)``.
+        deleted: Files indexed or listed by git that are no longer on disk; one ``code.deleted`` each
+            for those the index still had.
+        unreadable: Files that could not be read, as ``(path, reason)``. A name that is not valid
+            UTF-8 is shown with backslash escapes for its bytes.
     """
 
     files: int
@@ -142,15 +148,21 @@ def _index_project(runtime: Runtime, progress: Progress | None) -> IndexReport:
     }
     with_rows = {str(row[0]) for row in connection.execute("SELECT DISTINCT path FROM touchpoints")}
 
-    files = [path for path in project_files(runtime.root) if _inside_project(runtime.root, path)]
-    events: list[dict[str, object]] = []
     unreadable: list[tuple[str, str]] = []
+    files = _valid_names(
+        [path for path in project_files(runtime.root) if _inside_project(runtime.root, path)], unreadable
+    )
+    events: list[dict[str, object]] = []
+    missing: list[str] = []
     for done, path in enumerate(files, 1):
-        event = _stale_file_event(runtime.root, path, records.get(path), path in with_rows, fingerprint, unreadable)
+        event = _stale_file_event(
+            runtime.root, path, records.get(path), path in with_rows, fingerprint, unreadable, missing
+        )
         if event is not None:
             events.append(event)
         if progress is not None:
             progress(done, len(files), "scan")
+    changed = len(events)
 
     # A file in the index that the listing skipped (binary, unknown language, ignored) is
     # not deleted; only a path that is gone from disk is.
@@ -159,9 +171,31 @@ def _index_project(runtime: Runtime, progress: Progress | None) -> IndexReport:
         if not os.path.lexists(os.path.join(runtime.root, path))
     ]
     events += [make_event("code.deleted", {"path": path, "origin": "index"}, source="index") for path in deleted]
+    # git lists a tracked file until the deletion is committed, and the index may have dropped it
+    # already (the hook or reconcile recorded the deletion), so it is counted without a second event.
+    deleted_or_missing = sorted(set(deleted).union(missing))
     _append_and_process(runtime, events, progress)
-    logger.info("indexed %d files: %d changed, %d deleted", len(files), len(events) - len(deleted), len(deleted))
-    return IndexReport(len(files), len(events) - len(deleted), len(deleted), tuple(unreadable))
+    logger.info("indexed %d files: %d changed, %d deleted", len(files), changed, len(deleted_or_missing))
+    return IndexReport(len(files), changed, len(deleted_or_missing), tuple(unreadable))
+
+
+def _valid_names(listed: list[str], unreadable: list[tuple[str, str]]) -> list[str]:
+    """Return the paths of ``listed`` that UTF-8 can encode; add the others to ``unreadable``.
+
+    Names that are not valid UTF-8 arrive decoded with surrogateescape. Event
+    payloads are UTF-8 JSON, so such a file cannot be recorded until it is renamed.
+    """
+    valid: list[str] = []
+    for path in listed:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            escaped = os.fsencode(path).decode("utf-8", "backslashreplace")
+            logger.warning("skipped %s: its file name is not valid UTF-8; rename it to index it", escaped)
+            unreadable.append((escaped, "the file name is not valid UTF-8; rename the file to index it"))
+            continue
+        valid.append(path)
+    return valid
 
 
 def _stale_file_event(
@@ -171,13 +205,29 @@ def _stale_file_event(
     has_rows: bool,
     fingerprint: str,
     unreadable: list[tuple[str, str]],
+    missing: list[str],
 ) -> dict[str, object] | None:
-    """Return a ``code.modified`` event for ``path`` when its index record is stale, else None."""
+    """Return a ``code.modified`` event for ``path`` when its index record is stale, else None.
+
+    A path that is gone from disk is added to ``missing``, and one that cannot be read to ``unreadable``.
+    """
+    absolute = os.path.join(root, path)
     try:
-        with open(os.path.join(root, path), "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
+        # O_NONBLOCK: opening a named pipe would otherwise wait for a writer.
+        with open(os.open(absolute, _READ_FLAGS), "rb") as handle:
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                unreadable.append((path, "not a regular file" + _special_kind(status.st_mode)))
+                return None
+            size = status.st_size
             # Too large for any limit: the projection records the skip without reading it.
             data = handle.read() if size <= MAX_NOTEBOOK_BYTES else b""
+    except FileNotFoundError as exc:
+        if os.path.lexists(absolute):
+            unreadable.append((path, f"{exc.strerror}: it is a symbolic link to a missing file"))
+        else:
+            missing.append(path)
+        return None
     except OSError as exc:
         unreadable.append((path, exc.strerror or str(exc)))
         return None
@@ -191,6 +241,18 @@ def _stale_file_event(
     if content_hash is not None:
         payload["content_hash"] = content_hash
     return make_event("code.modified", payload, source="index")
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return " (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return " (socket)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return " (device)"
+    if stat.S_ISDIR(mode):
+        return " (directory)"
+    return ""
 
 
 def _append_and_process(runtime: Runtime, events: list[dict[str, object]], progress: Progress | None) -> None:

@@ -20,7 +20,7 @@ from mcp_server.errors import InvalidEventError
 from mcp_server.store.base import validate_event
 from mcp_server.store.sqlite import SQLiteEventLog
 
-__all__ = ["INGEST_BATCH", "ingest_pending", "pending_files"]
+__all__ = ["INGEST_BATCH", "ingest_pending", "pending_files", "rejected_dir", "rejected_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,21 @@ def _inbox_dirs(root: str, data_dir: str) -> list[str]:
     return [os.path.join(data_dir, inbox.INBOX_DIR_NAME), paths.fallback_spill_dir(root)]
 
 
+def rejected_dir(data_dir: str) -> str:
+    """Return the folder that keeps inbox files that were not valid events."""
+    return os.path.join(data_dir, inbox.INBOX_DIR_NAME, "rejected")
+
+
+def rejected_files(data_dir: str) -> list[str]:
+    """Return the names of the inbox files moved aside as invalid, oldest first."""
+    try:
+        return sorted(name for name in os.listdir(rejected_dir(data_dir)) if name.endswith(".json"))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def _reject(path: str, data_dir: str, reason: str) -> None:
-    rejected = os.path.join(data_dir, inbox.INBOX_DIR_NAME, "rejected")
+    rejected = rejected_dir(data_dir)
     logger.warning("inbox file %s is not a valid event (%s); moved to %s", path, reason, rejected)
     try:
         os.makedirs(rejected, exist_ok=True)

@@ -26,6 +26,7 @@ missing optional ones are tolerated.
 from __future__ import annotations
 
 import os
+import stat
 import time
 
 from mcp_server import clock, ids, jsoncodec, paths
@@ -50,6 +51,18 @@ HASH_LIMIT_BYTES = 64 * 1024 * 1024
 MAX_COMMAND_CHARS = 2000
 """Recorded shell commands are cut to this length; long heredocs add nothing to the log."""
 
+MAX_DESCRIPTION_CHARS = 2000
+"""Recorded Bash descriptions are cut to this length, so a long one cannot push the event over the payload limit."""
+
+TRUNCATION_MARK = " …[truncated]"
+"""Appended to a recorded command or description that was cut."""
+
+_REDACTION_MARGIN = 1000
+"""Characters past the cut that redaction still reads, so a secret that crosses the cut is found whole.
+
+Redaction reads no further because some of its patterns take time quadratic in the text length.
+"""
+
 DUPLICATE_WINDOW_NS = 10 * 1_000_000_000
 """Width of the time bucket in the ids of session events.
 
@@ -62,6 +75,9 @@ are stored once.
 
 _HASH_CHUNK = 1024 * 1024
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+"""Flags for opening a file to hash; O_NONBLOCK and O_NOCTTY do not exist on Windows."""
+
 
 class HookInputError(ValueError):
     """Raised when hook stdin cannot be used; the message names the problem."""
@@ -69,6 +85,9 @@ class HookInputError(ValueError):
 
 def parse_payload(raw: bytes) -> dict[str, object]:
     """Decode hook stdin into a payload object.
+
+    Lone surrogates in strings come back as escaped text
+    (see :func:`mcp_server.jsoncodec.escape_lone_surrogates`).
 
     Raises:
         HookInputError: stdin is empty, not UTF-8 JSON, or not a JSON object.
@@ -82,6 +101,10 @@ def parse_payload(raw: bytes) -> dict[str, object]:
         raise HookInputError(f"{exc}; input started with {text[:80]!r}") from None
     if not isinstance(payload, dict):
         raise HookInputError(f"invalid payload: expected a JSON object, got {type(payload).__name__}")
+    # Bytes decoded with "replace" contain no surrogates, so a lone one can only come from a \uD800-\uDFFF
+    # escape. UTF-8 cannot encode it and os.stat rejects it, so it is made text before any use.
+    if "\\ud" in text or "\\uD" in text:
+        payload = jsoncodec.escape_lone_surrogates(payload)  # type: ignore[assignment]
     return payload
 
 
@@ -167,14 +190,36 @@ def _project_path(root: str, raw_path: str, tool: str) -> str:
 # -- looking at files --------------------------------------------------------------------
 
 
-def _observe(absolute: str) -> tuple[str | None, int | None, int | None]:
-    """Return ``(content hash, size, modification time in ns)``, with None for what cannot be read."""
+def _special_file_kind(mode: int) -> str:
+    """Return the name of a file type other than a regular file, for the reason a hash is missing."""
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    return "not a regular file"
+
+
+def _observe(absolute: str) -> tuple[str | None, int | None, int | None, str | None]:
+    """Return ``(content hash, size, modification time in ns, reason the hash is missing)``.
+
+    A missing file gives four Nones. Only regular files are opened: opening a
+    named pipe waits for a writer and opening a device can act on it, and the
+    agent waits for this hook. Such a file gets no hash and no size.
+    """
     try:
         status = os.stat(absolute)
     except OSError:
-        return None, None, None
+        return None, None, None, None
+    if not stat.S_ISREG(status.st_mode):
+        return None, None, status.st_mtime_ns, _special_file_kind(status.st_mode)
     if status.st_size > HASH_LIMIT_BYTES:
-        return None, status.st_size, status.st_mtime_ns
+        return None, status.st_size, status.st_mtime_ns, f"larger than {HASH_LIMIT_BYTES // (1024 * 1024)} MiB"
 
     try:
         from _sha256 import sha256  # Python 3.11; hashlib would load OpenSSL (~2 ms)
@@ -183,12 +228,17 @@ def _observe(absolute: str) -> tuple[str | None, int | None, int | None]:
 
     digest = sha256()
     try:
-        with open(absolute, "rb") as handle:
+        # O_NONBLOCK keeps the open from waiting if a pipe replaced the file after the stat above.
+        descriptor = os.open(absolute, _READ_FLAGS)
+        with open(descriptor, "rb") as handle:
+            opened = os.fstat(descriptor)
+            if not stat.S_ISREG(opened.st_mode):
+                return None, None, opened.st_mtime_ns, _special_file_kind(opened.st_mode)
             while chunk := handle.read(_HASH_CHUNK):
                 digest.update(chunk)
-    except OSError:
-        return None, status.st_size, status.st_mtime_ns
-    return "sha256:" + digest.hexdigest(), status.st_size, status.st_mtime_ns
+    except OSError as exc:
+        return None, status.st_size, status.st_mtime_ns, f"unreadable: {exc.strerror or exc}"
+    return "sha256:" + digest.hexdigest(), status.st_size, status.st_mtime_ns, None
 
 
 def nearest_folder_mtime(absolute: str, root: str) -> int:
@@ -245,7 +295,7 @@ def _file_saved(payload: dict[str, object], tool: str, root: str) -> list[dict[s
         return []
 
     relative = _project_path(root, _changed_path(payload, tool), tool)
-    content_hash, size, mtime_ns = _observe(os.path.join(root, relative))
+    content_hash, size, mtime_ns, unhashed = _observe(os.path.join(root, relative))
     session_id = _text(payload, "session_id")
     tool_use_id = _text(payload, "tool_use_id")
     event_id = ids.derived_event_id("file.saved", session_id, tool_use_id, relative, content_hash or "")
@@ -258,8 +308,10 @@ def _file_saved(payload: dict[str, object], tool: str, root: str) -> list[dict[s
         "content_hash": content_hash,
         "size": size,
         "mtime_ns": mtime_ns,
-        "exists": size is not None,
+        "exists": mtime_ns is not None,
     }
+    if unhashed is not None:
+        body["hash_skipped"] = unhashed
     return [_event("file.saved", event_id, body, _metadata(payload, tool_use_id))]
 
 
@@ -284,12 +336,21 @@ def _project_cwd(cwd: str, root: str) -> str | None:
     return paths.to_project_path(root, cwd)
 
 
+def _redacted_prefix(text: str, limit: int) -> str:
+    """Return ``text`` with secrets redacted, cut to ``limit`` characters plus :data:`TRUNCATION_MARK`."""
+    if len(text) <= limit:
+        return redact_command(text)
+    redacted = redact_command(text[: limit + _REDACTION_MARGIN])
+    # A secret that crosses the end of the redacted slice is seen only in part and may stay
+    # unredacted, so the margin's worth of text before that end is never kept.
+    return redacted[: max(0, min(limit, len(redacted) - _REDACTION_MARGIN))] + TRUNCATION_MARK
+
+
 def _command_executed(payload: dict[str, object], root: str) -> dict[str, object]:
     tool_input = payload.get("tool_input")
     tool_response = payload.get("tool_response")
-    command = redact_command(_text(tool_input, "command"))
-    if len(command) > MAX_COMMAND_CHARS:
-        command = command[:MAX_COMMAND_CHARS] + " …[truncated]"
+    command = _redacted_prefix(_text(tool_input, "command"), MAX_COMMAND_CHARS)
+    description = _redacted_prefix(_text(tool_input, "description"), MAX_DESCRIPTION_CHARS)
 
     stale = []
     hint = tool_response.get("staleReadFileStateHint") if isinstance(tool_response, dict) else None
@@ -306,7 +367,7 @@ def _command_executed(payload: dict[str, object], root: str) -> dict[str, object
     duration = payload.get("duration_ms")
     body: dict[str, object] = {
         "command": command,
-        "description": _text(tool_input, "description") or None,
+        "description": description or None,
         "cwd": _project_cwd(_text(payload, "cwd"), root),
         "interrupted": bool(tool_response.get("interrupted")) if isinstance(tool_response, dict) else False,
         "background": bool(isinstance(tool_input, dict) and tool_input.get("run_in_background")),
@@ -351,7 +412,7 @@ def _file_changed(payload: dict[str, object], root: str) -> list[dict[str, objec
     relative = _project_path(root, _text(payload, "file_path"), "FileChanged")
     absolute = os.path.join(root, relative)
     change = _text(payload, "event") or "change"
-    content_hash, size, mtime_ns = _observe(absolute)
+    content_hash, size, mtime_ns, unhashed = _observe(absolute)
     # session_id names the session whose watcher saw the change, not the writer; keep it out of
     # metadata so the change is not attributed to that session, and out of the id so every
     # watching session stores one event.
@@ -360,11 +421,13 @@ def _file_changed(payload: dict[str, object], root: str) -> list[dict[str, objec
                                "observed_by": metadata["session_id"]}
     metadata["session_id"] = None
 
-    if size is None:
+    if mtime_ns is None:
         folder_mtime = nearest_folder_mtime(absolute, root)
         event_id = ids.derived_event_id("code.deleted", "FileChanged", relative, str(folder_mtime))
         return [_event("code.deleted", event_id, body, metadata)]
 
     body.update({"content_hash": content_hash, "size": size, "mtime_ns": mtime_ns, "exists": True})
+    if unhashed is not None:
+        body["hash_skipped"] = unhashed
     event_id = ids.derived_event_id("code.modified", "FileChanged", relative, content_hash or "", str(mtime_ns))
     return [_event("code.modified", event_id, body, metadata)]

@@ -86,6 +86,8 @@ class Worktree:
         self._repo: Any = None
         self._toplevel = ""
         self._unavailable = False
+        self._warned_names: set[bytes] = set()
+        """Names not valid UTF-8 already logged; reconcile runs git status after every Bash command."""
 
     def _open(self) -> Any:
         if self._repo is not None or self._unavailable:
@@ -120,7 +122,17 @@ class Worktree:
         return ["--", os.path.relpath(self.root, self._toplevel)]
 
     def _project_path(self, raw: bytes) -> str | None:
+        """Return git's path ``raw`` relative to the project root, or None outside it or when it is not UTF-8."""
         path = os.fsdecode(raw)
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            # Event payloads are UTF-8 JSON, so the file cannot be recorded until it is renamed.
+            if raw not in self._warned_names:
+                self._warned_names.add(raw)
+                logger.warning("skipped %s: its file name is not valid UTF-8; rename it to record its changes",
+                               raw.decode("utf-8", "backslashreplace"))
+            return None
         if self._toplevel == self.root:
             return path
         relative = os.path.relpath(os.path.join(self._toplevel, path), self.root)

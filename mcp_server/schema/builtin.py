@@ -37,6 +37,11 @@ class FileSaved(_Payload):
     content_hash: str | None = Field(default=None, description="'sha256:<hex>' of the file after the change.")
     size: int | None = Field(default=None, description="File size in bytes after the change.")
     exists: bool | None = Field(default=None, description="Whether the file existed when the hook ran.")
+    hash_skipped: str | None = Field(
+        default=None,
+        description="Why content_hash is missing: 'named pipe', 'socket', 'character device', 'block device', "
+        "'directory', 'larger than 64 MiB' or 'unreadable: <error>'. Only regular files are read.",
+    )
 
 
 class CodeModified(_Payload):
@@ -45,6 +50,7 @@ class CodeModified(_Payload):
     path: str = Field(description="Path relative to the project root.")
     content_hash: str | None = Field(default=None, description="'sha256:<hex>' of the file after the change.")
     size: int | None = Field(default=None, description="File size in bytes after the change.")
+    hash_skipped: str | None = Field(default=None, description="Why content_hash is missing, as in file.saved.")
 
 
 class CodeDeleted(_Payload):
@@ -62,8 +68,10 @@ class RefactorComplete(_Payload):
 class CommandExecuted(_Payload):
     """The Bash tool ran a command."""
 
-    command: str = Field(description="Command text with secrets redacted, cut to 2000 characters.")
-    description: str | None = Field(default=None, description="The description Claude gave the command.")
+    command: str = Field(description="Command text with secrets redacted, cut to 2000 characters; a cut text "
+                         "ends with ' …[truncated]'.")
+    description: str | None = Field(default=None, description="The description Claude gave the command, with "
+                                    "secrets redacted and cut like the command.")
     cwd: str | None = Field(default=None, description="Folder relative to the project root; None outside it.")
     interrupted: bool = Field(default=False, description="Whether the command was interrupted.")
     stale_files: list[str] = Field(default_factory=list, description="Files Claude Code reported changed on disk.")

@@ -323,3 +323,51 @@ def test_replay_sends_no_notices(shop: Project) -> None:
 
     assert "src/util.py changed by session s-alice (Bash)" in context_of(first)
     assert second.stdout == b""
+
+
+def test_file_name_not_utf8_skipped(shop: Project, caplog: pytest.LogCaptureFixture) -> None:
+    bad_folder = os.path.join(os.fsencode(shop.root), b"caf\xe9")
+    os.mkdir(bad_folder)
+    with open(os.path.join(bad_folder, b"x.py"), "wb") as handle:
+        handle.write(b"# @touchpoint hidden-tp\n")
+    with open(os.path.join(os.fsencode(shop.root), b"b\xe9.py"), "wb") as handle:
+        handle.write(b"# @touchpoint e-tp x\nx = 1\n")
+    runtime = shop.runtime()
+    before = saved_paths(runtime)
+    session = Session(shop, "s-02")
+    session.start()
+
+    # File times come from the kernel's coarse clock, so a file written within one clock tick
+    # after a hook can look older than it; catching up between commands, as the server's
+    # tailer does, keeps each change with its own command.
+    with caplog.at_level("WARNING"):
+        session.bash("sed -i 's/old-name/new-name/' src/util.py")
+        runtime.catch_up()
+        session.bash("printf '# @touchpoint fresh\\n' > notes.py")
+        after = saved_paths(runtime)
+    parked = runtime.log.parked()
+    names = touchpoints(runtime)
+    runtime.close()
+
+    assert parked == []
+    assert after[len(before):] == [("src/util.py", "Bash"), ("notes.py", "Bash")]
+    assert ("fresh", "notes.py", 1) in names
+    assert "e-tp" not in [name for name, _, _ in names]
+    assert "b\\xe9.py" in caplog.text
+    assert "not valid UTF-8" in caplog.text
+
+
+def test_first_command_without_start_claims_nothing(project: Project) -> None:
+    # The hook was installed mid-session: no SessionStart came, and Claude Code before 2.1.119 sends no duration,
+    # so the command's start time is unknown.
+    project.write("src/a.py", "x = 1\n")
+
+    Session(project, "s-mid").bash("ls")
+
+    runtime = project.runtime()
+    saved = saved_paths(runtime)
+    modified = events(runtime, "code.modified")
+    runtime.close()
+    assert saved == []
+    assert sorted(event.payload["path"] for event in modified) == [".claude/settings.json", ".mcp.json", "src/a.py"]
+    assert {event.payload["origin"] for event in modified} == {"outside"}

@@ -306,3 +306,140 @@ def test_paths_with_spaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     rows, _ = runtime.list_touchpoints()
     runtime.close()
     assert [(row.name, row.path, row.line) for row in rows] == [("main-entry", "src/main.py", 1)]
+
+
+def _bash(project: Project, command: str, description: str | None = None, tool_use_id: str = "toolu_b") -> dict:
+    tool_input: dict[str, object] = {"command": command}
+    if description is not None:
+        tool_input["description"] = description
+    return {"session_id": "s", "cwd": str(project.root), "hook_event_name": "PostToolUse", "tool_name": "Bash",
+            "tool_input": tool_input, "tool_response": {"stdout": "", "stderr": "", "interrupted": False},
+            "tool_use_id": tool_use_id}
+
+
+def test_bash_description_redacted(project: Project) -> None:
+    token = "ghp_" + "b2" * 18
+    payload = _bash(project, "gh auth status", f"Log in with token {token} and password: hunter2")
+
+    project.run_hook(payload)
+
+    [event] = _events(project, "command.executed")
+    assert token not in event.payload["description"]
+    assert "hunter2" not in event.payload["description"]
+    assert event.payload["description"].startswith("Log in with token [REDACTED]")
+
+
+def test_long_description_cut(project: Project) -> None:
+    token = "ghp_" + "c3" * 18
+    description = f"token {token} " + "d" * 300_000
+    payload = _bash(project, "true", description)
+
+    run = project.run_hook(payload)
+
+    assert run.returncode == 0
+    [event] = _events(project, "command.executed")
+    stored = event.payload["description"]
+    assert stored.endswith("…[truncated]")
+    assert len(stored) < 2100
+    assert token not in stored
+    assert stored.startswith("token [REDACTED] ddd")
+    assert not (project.root / ".eventsync" / "inbox" / "rejected").exists()
+
+
+def test_secret_across_cut_not_kept(project: Project) -> None:
+    secret_url = "https://deploy:" + "S3CRETS3CRET" * 4 + "@git.test/repo"
+    command = "x" * 1990 + " git clone " + secret_url
+    project.run_hook(_bash(project, command))
+
+    [event] = _events(project, "command.executed")
+    assert "S3CRET" not in event.payload["command"]
+    assert event.payload["command"].endswith("…[truncated]")
+
+
+def test_lone_surrogate_kept_escaped(project: Project) -> None:
+    # json.dumps writes the lone surrogates as \ud800 escapes, as Node's JSON.stringify does.
+    payload = _bash(project, "echo \ud800 >> notes.txt", "Append \udfff")
+
+    run = project.run_hook(payload)
+
+    assert run.returncode == 0
+    [event] = _events(project, "command.executed")
+    assert event.payload["command"] == "echo \\ud800 >> notes.txt"
+    assert event.payload["description"] == "Append \\udfff"
+    log = project.root / ".eventsync" / "hook.log"
+    assert not log.exists() or "failed unexpectedly" not in log.read_text()
+
+
+def test_lone_surrogate_in_file_path(project: Project) -> None:
+    payload = {"session_id": "s", "hook_event_name": "PostToolUse", "tool_name": "Write",
+               "tool_input": {"file_path": str(project.root / "src" / "a\ud800.py")}, "tool_use_id": "toolu_sur"}
+
+    run = project.run_hook(payload)
+
+    assert run.returncode == 0
+    [event] = _events(project, "file.saved")
+    assert event.payload["path"] == "src/a\\ud800.py"
+    assert event.payload["exists"] is False
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_special_file_not_opened(project: Project, kind: str) -> None:
+    import socket
+
+    target = project.root / "src" / "pipe.py"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    listener = None
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(target))
+    payload = {"session_id": "s", "hook_event_name": "PostToolUse", "tool_name": "Write",
+               "tool_input": {"file_path": str(target)}, "tool_use_id": f"toolu_{kind}"}
+    try:
+        # Opening a FIFO without a writer blocks, so a hook that opened it would time out here.
+        run = project.run_hook(payload)
+    finally:
+        if listener is not None:
+            listener.close()
+
+    assert run.returncode == 0
+    [event] = _events(project, "file.saved")
+    assert event.payload["content_hash"] is None
+    assert event.payload["exists"] is True
+    assert event.payload["hash_skipped"] == {"fifo": "named pipe", "socket": "socket"}[kind]
+
+
+def test_rejected_inbox_file_counted(project: Project) -> None:
+    new = project.root / ".eventsync" / "inbox" / "new"
+    new.mkdir(parents=True, exist_ok=True)
+    (new / "00000000000000000001-1-0001-000000.json").write_text("{not json", encoding="utf-8")
+
+    runtime = project.runtime()
+    try:
+        stats = runtime.statistics()
+    finally:
+        runtime.close()
+    text = subprocess.run(
+        [sys.executable, "-m", "mcp_server", "stats"], capture_output=True, text=True, timeout=60, check=False,
+        cwd=project.root, env={**os.environ, "CLAUDE_PROJECT_DIR": str(project.root)},
+    )
+
+    assert stats["inbox_pending"] == 0
+    assert stats["inbox_rejected"] == 1
+    assert text.returncode == 0, text.stderr
+    assert "1 rejected" in text.stdout
+
+
+def test_file_changed_fifo_not_opened(project: Project) -> None:
+    target = project.root / "watched.py"
+    os.mkfifo(target)
+    payload = {"session_id": "s", "cwd": str(project.root), "hook_event_name": "FileChanged",
+               "file_path": str(target), "event": "change"}
+
+    run = project.run_hook(payload)
+
+    assert run.returncode == 0
+    [event] = _events(project, "code.modified")
+    assert event.payload["content_hash"] is None
+    assert event.payload["hash_skipped"] == "named pipe"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from pathlib import Path
@@ -221,3 +222,90 @@ def test_index_keeps_binary_and_outside_links(project: Project, tmp_path: Path) 
     assert "outside-secret" not in names
     assert second.changed == 0
     assert first.deleted == 0
+
+
+def test_index_skips_name_not_utf8(project: Project, runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    root = os.fsencode(project.root)
+    with open(os.path.join(root, b"b\xe9.py"), "wb") as handle:
+        handle.write(b"# @touchpoint e-tp x\nx = 1\n")
+    os.mkdir(os.path.join(root, b"d\xff"))
+    with open(os.path.join(root, b"d\xff", b"inner.py"), "wb") as handle:
+        handle.write(b"# @touchpoint inner-tp\n")
+    project.write("good.py", "# @touchpoint good-tp\n")
+
+    with caplog.at_level("WARNING"):
+        report = runtime.index_project()
+
+    assert _names(runtime) == [("good-tp", "good.py", 1)]
+    assert report.changed == 1
+    assert sorted(path for path, _ in report.unreadable) == ["b\\xe9.py", "d\\xff/inner.py"]
+    assert all("not valid UTF-8" in reason for _, reason in report.unreadable)
+    assert "b\\xe9.py" in caplog.text
+
+
+def test_index_skips_name_not_utf8_without_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "plain"
+    root.mkdir()
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    with open(os.path.join(os.fsencode(root), b"b\xe9.py"), "wb") as handle:
+        handle.write(b"# @touchpoint e-tp x\n")
+    (root / "good.py").write_text("# @touchpoint good-tp\n", encoding="utf-8")
+    runtime = Runtime(str(root), environ={})
+    try:
+        report = runtime.index_project()
+        names = _names(runtime)
+    finally:
+        runtime.close()
+
+    assert names == [("good-tp", "good.py", 1)]
+    assert [path for path, _ in report.unreadable] == ["b\\xe9.py"]
+
+
+def test_index_reports_missing_tracked_file_deleted(project: Project, runtime: Runtime) -> None:
+    import git
+
+    for number in range(1, 5):
+        project.write(f"f{number}.py", f"# @touchpoint f{number}-tp\n")
+    repository = git.Repo(project.root)
+    repository.index.add([f"f{number}.py" for number in range(1, 5)])
+    repository.index.commit("add files")
+    runtime.index_project()
+    (project.root / "f4.py").unlink()
+    # The deletion reaches the index before the full index runs, as the hook or reconcile would record it.
+    runtime.log.append([make_event("code.deleted", {"path": "f4.py", "origin": "outside"}, source="test")])
+    runtime.catch_up()
+
+    report = runtime.index_project()
+
+    assert report.unreadable == ()
+    assert report.deleted == 1
+    assert report.changed == 0
+    assert [name for name, _, _ in _names(runtime)] == ["f1-tp", "f2-tp", "f3-tp"]
+
+
+def test_index_skips_fifo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "plain"
+    root.mkdir()
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    os.mkfifo(root / "pipe.py")
+    (root / "good.py").write_text("# @touchpoint good-tp\n", encoding="utf-8")
+    runtime = Runtime(str(root), environ={})
+    reports = []
+    # Opening a FIFO without a writer blocks, so an index that opened it would never return:
+    # the index runs in a thread, and a writer releases it if it is still stuck after a minute.
+    worker = threading.Thread(target=lambda: reports.append(runtime.index_project()))
+    worker.start()
+    worker.join(60)
+    stuck = worker.is_alive()
+    if stuck:
+        with open(root / "pipe.py", "wb"):
+            pass
+        worker.join()
+    try:
+        names = _names(runtime)
+    finally:
+        runtime.close()
+
+    assert not stuck
+    assert names == [("good-tp", "good.py", 1)]
+    assert reports[0].unreadable == (("pipe.py", "not a regular file (named pipe)"),)
