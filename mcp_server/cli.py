@@ -3,8 +3,8 @@
 Each sub-command imports what it needs when it runs, so ``eventsync hook``
 stays cheap and ``eventsync events`` does not load the MCP SDK. Commands that
 answer questions catch the project's projections up first, exactly like the
-MCP tools, and ``--json`` prints a JSON array of objects with the same fields
-the matching MCP tool returns.
+MCP tools, and ``--json`` prints JSON with the same fields the matching MCP
+tool returns: an array for lists, an object for one result.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mcp_server import __version__
+from mcp_server.argtypes import positive_number, whole_number
 from mcp_server.errors import EventsyncError
 from mcp_server.pm.commands import add_pm_commands
 from mcp_server.schema.commands import add_schema_commands
@@ -25,23 +26,8 @@ from mcp_server.schema.commands import add_schema_commands
 __all__ = ["build_parser", "main"]
 
 
-def _whole_number(minimum: int, what: str) -> Callable[[str], int]:
-    """Return an argparse type that accepts whole numbers of at least ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}; give a whole number of at least {minimum}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"invalid {what} {value}; give a whole number of at least {minimum}")
-        return value
-
-    return parse
-
-
-_positive = _whole_number(1, "number")
-_position = _whole_number(0, "position")
+_positive = whole_number(1, "number")
+_position = whole_number(0, "position")
 
 
 def _print_json(items: Any) -> None:
@@ -53,6 +39,13 @@ def _runtime(args: argparse.Namespace) -> Any:
     from mcp_server.runtime import Runtime
 
     return Runtime(args.project)
+
+
+def _warn_if_stale(runtime: Any) -> None:
+    """Print the runtime's note when the last read may miss captured events (another process held the write lock)."""
+    note = runtime.read_note()
+    if note:
+        print(f"eventsync: warning: {note}", file=sys.stderr)
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -84,15 +77,55 @@ def _cmd_uninstall(args: argparse.Namespace) -> int:
         print(f"deleted {path}, which held only eventsync's entries")
     from mcp_server.paths import data_dir
 
-    print(f"kept the event log in {data_dir(os.path.realpath(args.path))}; delete that folder to discard it")
+    folder = data_dir(os.path.realpath(args.path))
+    if os.path.isdir(folder):
+        print(f"kept the event log in {folder}; delete that folder to discard it")
     return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    import anyio
+
     from mcp_server.server import create_server
 
-    create_server(args.project).run("stdio")
+    received: list[int] = []
+
+    def end_after_signal() -> None:
+        # The SDK's thread that reads stdin cannot be stopped, and the event loop waits for it,
+        # so after a signal the process ends here, the way the signal would have ended it.
+        if received:
+            logging.shutdown()
+            signal.signal(received[0], signal.SIG_DFL)
+            os.kill(os.getpid(), received[0])
+
+    server = create_server(args.project, on_stopped=end_after_signal)
+
+    async def serve_until_signal() -> None:
+        # Claude Code sends SIGTERM when closing stdin did not stop a server. Ending through
+        # cancellation lets the server release its leases, stop the relay and log that it stopped.
+        async with anyio.create_task_group() as group:
+            group.start_soon(_cancel_on_signal, group.cancel_scope, received, signal.SIGTERM)
+            await server.run_stdio_async()
+            group.cancel_scope.cancel()
+
+    anyio.run(serve_until_signal)
     return 0
+
+
+async def _cancel_on_signal(scope: Any, received: list[int], *signals: int) -> None:
+    """Cancel ``scope`` when the process receives one of ``signals``; log it and add it to ``received``."""
+    import signal
+
+    import anyio
+
+    with anyio.open_signal_receiver(*signals) as incoming:
+        async for number in incoming:
+            logging.getLogger(__name__).info("received %s; stopping", signal.Signals(number).name)
+            received.append(number)
+            scope.cancel()
+            return
 
 
 def _cmd_hook(args: argparse.Namespace) -> int:
@@ -105,9 +138,11 @@ def _cmd_events(args: argparse.Namespace) -> int:
     from mcp_server.store.base import EventFilter
 
     runtime = _runtime(args)
-    runtime.catch_up()  # modules emit events too (a Bash command's file.saved comes from reconcile)
-    query = EventFilter(types=tuple(args.type or ()), source=args.source, session_id=args.session)
-    page = runtime.query_events(query, limit=args.limit, cursor=args.cursor, descending=not args.ascending)
+    query = EventFilter(types=tuple(args.type or ()), source=args.source, session_id=args.session, text=args.text)
+    # catch_up: modules emit events too (a Bash command's file.saved comes from reconcile)
+    page = runtime.query_events(query, limit=args.limit, cursor=args.cursor, descending=not args.ascending,
+                                catch_up=True)
+    _warn_if_stale(runtime)
     if args.json:
         _print_json([event.to_dict() for event in page.events])
         return 0
@@ -123,6 +158,7 @@ def _cmd_touchpoints(args: argparse.Namespace) -> int:
     if args.check:
         return _check_touchpoints(runtime, args)
     rows, total = runtime.list_touchpoints(name=args.name, path=args.file, limit=args.limit)
+    _warn_if_stale(runtime)
     if args.json:
         _print_json([row.to_dict() for row in rows])
         return 0
@@ -136,6 +172,7 @@ def _cmd_touchpoints(args: argparse.Namespace) -> int:
 
 def _check_touchpoints(runtime: Any, args: argparse.Namespace) -> int:
     findings = runtime.check_touchpoints()
+    _warn_if_stale(runtime)
     if args.json:
         _print_json(findings)
     else:
@@ -159,17 +196,30 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    hits = _runtime(args).search_touchpoints(args.query, limit=args.limit)
+    from mcp_server.store.base import text_tokens
+
+    if not text_tokens(args.query):
+        raise EventsyncError(
+            f"search text {args.query!r} contains no words to search for; give words such as 'cart total', "
+            "or list every touchpoint with 'eventsync touchpoints'"
+        )
+    runtime = _runtime(args)
+    hits = runtime.search_touchpoints(args.query, limit=args.limit)
+    _warn_if_stale(runtime)
     if args.json:
         _print_json([hit.to_dict() for hit in hits])
         return 0
     for hit in hits:
         print(f"{hit.name:<32} {hit.path}:{hit.line:<8} {hit.snippet}")
+    if not hits:
+        print(f"no touchpoint matches {args.query!r}", file=sys.stderr)
     return 0
 
 
 def _cmd_context(args: argparse.Namespace) -> int:
-    body = _runtime(args).get_context(args.name)
+    runtime = _runtime(args)
+    body = runtime.get_context(args.name)
+    _warn_if_stale(runtime)
     if args.json:
         _print_json(body)
         return 0
@@ -182,6 +232,9 @@ def _cmd_context(args: argparse.Namespace) -> int:
 
 
 def _cmd_emit(args: argparse.Namespace) -> int:
+    from mcp_server.events import check_emittable
+
+    check_emittable(args.type)
     try:
         payload = json.loads(args.payload)
     except json.JSONDecodeError as exc:
@@ -202,14 +255,22 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    stats = _runtime(args).statistics()
+    runtime = _runtime(args)
+    stats = runtime.statistics()
+    _warn_if_stale(runtime)
     if args.json:
         _print_json(stats)
         return 0
     sizes = stats["size_bytes"]
     print(f"project      {stats['project']}")
     print(f"log          {stats['log']} ({sizes['database'] / 1e6:.1f} MB, WAL {sizes['wal'] / 1e6:.1f} MB)")
-    print(f"head         {stats['head']} events; {stats['inbox_pending']} waiting in the inbox")
+    print(f"head         {stats['head']} events; {stats['inbox_pending']} waiting in the inbox, "
+          f"{stats['inbox_rejected']} rejected")
+    if stats["inbox_rejected"]:
+        from mcp_server.ingest import rejected_dir
+
+        print(f"rejected     inbox files that were not valid events are kept in {rejected_dir(runtime.data_dir)}; "
+              "the warning logged when each was moved there gives the reason")
     print(f"failures     {stats['failed_events']} event.failed, {stats['parked_events']} parked")
     print(f"{'consumer':<14} {'checkpoint':>10} {'lag':>8} {'failed':>7} {'parked':>7}  lease")
     for consumer in stats["consumers"]:
@@ -225,7 +286,9 @@ def _format_event(event: Any) -> str:
 
 
 def _cmd_notifications(args: argparse.Namespace) -> int:
-    entries = _runtime(args).recent_notifications(args.limit)
+    runtime = _runtime(args)
+    entries = runtime.recent_notifications(args.limit)
+    _warn_if_stale(runtime)
     if args.json:
         _print_json(entries)
         return 0
@@ -243,6 +306,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
 
     runtime = _runtime(args)
     page = runtime.query_events(EventFilter(types=tuple(args.type or ())), limit=args.lines)
+    _warn_if_stale(runtime)
     for event in reversed(page.events):
         print(_format_event(event), flush=True)
     position = runtime.log.head()
@@ -278,6 +342,8 @@ def _cmd_parked(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    if args.end is not None and args.end < args.start:
+        raise EventsyncError(f"invalid range: --to {args.end} is before --from {args.start}; give --to at or after --from")
     count = _runtime(args).replay(args.module, args.start, args.end)
     print(f"replayed {count} events into {args.module}")
     return 0
@@ -340,7 +406,7 @@ def _cmd_relay(args: argparse.Namespace) -> int:
 
 def _add_query_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
-    parser.add_argument("--json", action="store_true", help="print a JSON array with the MCP tool's fields")
+    parser.add_argument("--json", action="store_true", help="print JSON with the MCP tool's fields")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -370,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--type", action="append", help="type or pattern such as file.saved or 'touchpoint.*'; repeatable")
     events.add_argument("--source", help="only events from this source (hook, mcp, cli, module:touchpoints, ...)")
     events.add_argument("--session", help="only events of this Claude Code session id")
+    events.add_argument("--text", metavar="WORDS", help="only events whose type or payload contains every word "
+                        "as a whole word; end a word with * to match a prefix, as in 'check*'")
     events.add_argument("--limit", type=_positive, default=50, help="events per page (default 50, at most 500)")
     events.add_argument("--cursor", type=_position, help="continue after this position (from the previous page)")
     events.add_argument("--asc", dest="ascending", action="store_true", help="oldest first")
@@ -418,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing events as they arrive")
     tail.add_argument("--type", action="append", help="type or pattern to show; repeatable")
     tail.add_argument("-n", "--lines", type=_positive, default=10, help="events to show first (default 10)")
-    tail.add_argument("--interval", type=float, default=0.5, help="seconds between checks with -f (default 0.5)")
+    tail.add_argument("--interval", type=positive_number("interval"), default=0.5,
+                      help="seconds between checks with -f (default 0.5)")
     tail.add_argument("--project", help="project root (default: CLAUDE_PROJECT_DIR, else the git top level)")
 
     parked = command("parked", _cmd_parked, "list events a module gave up on, or replay one")
@@ -435,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     prune = command("prune", _cmd_prune, "apply retention (the [[retention]] settings, or one rule given here); "
                     "unprocessed events are never deleted")
     prune.add_argument("--type", help="type or pattern, e.g. file.saved (default: apply the configured rules)")
-    prune.add_argument("--older-than-days", type=float, help="delete events older than this many days")
+    prune.add_argument("--older-than-days", type=positive_number("age"), metavar="DAYS",
+                       help="delete events older than this many days (a number greater than 0)")
     prune.add_argument("--keep", type=_positive, help="keep only the newest N events of the type")
     prune.add_argument("--keep-latest-per", help="with --older-than-days: keep the newest event per value of this "
                        "payload field (path, name, ...)")

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcp_server import clock, ids, subjects
+from mcp_server.errors import InvalidEventError
 from mcp_server.store.base import StoredEvent
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "EventType",
     "PAYLOAD_VERSIONS",
     "causation_depth",
+    "check_emittable",
     "make_event",
 ]
 
@@ -121,6 +123,50 @@ CATALOG: dict[str, EventType] = _catalog(
     ("event.failed", "bus", "A handler failed on an event (event id and type, handler, error), or a causation chain was cut."),
 )
 """Event types eventsync itself produces. Other dotted lower-case types are accepted too."""
+
+RESERVED_NAMESPACES: dict[str, str] = {
+    "file": "capture", "code": "capture", "session": "capture", "touchpoint": "touchpoints", "task": "pm", "project": "pm",
+}
+"""First segments of types that eventsync's own modules produce, including types they may add later."""
+
+EMITTABLE_TYPES = frozenset({"entity.created", "entity.updated", "entity.deleted"})
+"""Catalog types that agents and people emit themselves: generic graph entities have no tool of their own."""
+
+_HOW_TO_RECORD = {
+    "capture": "eventsync records file, command and session events itself from Claude Code's hooks; to bring the "
+               "index in step with files changed on disk, run 'eventsync index' or call the index_project tool",
+    "reconcile": "eventsync records changes made by commands and other programs itself; run 'eventsync index' "
+                 "or call the index_project tool to bring the index in step with the files on disk",
+    "touchpoints": "the touchpoint index derives these from file events; run 'eventsync index' or call the "
+                   "index_project tool to re-read the files",
+    "context": "the context cache derives these from file events",
+    "pm": "use the project-management tools (create_project, add_task, update_task, assign_task, complete_task) "
+          "or 'eventsync pm', which check the task graph first",
+}
+
+
+def check_emittable(event_type: str) -> None:
+    """Reject a type that eventsync's own modules produce, for ``emit_event`` and ``eventsync emit``.
+
+    Those events drive projections: a forged ``task.completed`` would skip the
+    dependency check of the commands, and a forged ``file.saved`` points the
+    index at a file no tool wrote. Entity events are the exception, see
+    :data:`EMITTABLE_TYPES`.
+
+    Raises:
+        InvalidEventError: ``event_type`` is reserved.
+    """
+    if event_type in EMITTABLE_TYPES:
+        return
+    known = CATALOG.get(event_type)
+    owner = known.owner if known is not None else RESERVED_NAMESPACES.get(event_type.split(".", 1)[0])
+    if owner is None:
+        return
+    advice = _HOW_TO_RECORD.get(
+        owner, "record a fact of your own under a type of your own, such as note.added"
+    )
+    raise InvalidEventError(f"cannot emit {event_type!r}: eventsync's {owner} module produces it; {advice}")
+
 
 PAYLOAD_VERSIONS: dict[str, int] = {}
 """Current payload schema version per type, kept by :data:`mcp_server.schema.registry.REGISTRY`.

@@ -11,6 +11,7 @@ candidates.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -46,6 +47,16 @@ class RetentionRule:
             raise ConfigurationError(
                 f"retention rule for {self.type!r} sets no limit; give max_age_days, max_count or both"
             )
+        # A negative age would put the cutoff in the future and delete every processed event of the type.
+        if self.max_age_days is not None and not (math.isfinite(self.max_age_days) and self.max_age_days > 0):
+            raise ConfigurationError(
+                f"retention rule for {self.type!r}: invalid max_age_days {self.max_age_days!r}; "
+                "give a finite number of days greater than 0"
+            )
+        if self.max_count is not None and self.max_count < 1:
+            raise ConfigurationError(
+                f"retention rule for {self.type!r}: invalid max_count {self.max_count!r}; give a whole number of at least 1"
+            )
         if self.keep_latest_per is not None and self.max_age_days is None:
             raise ConfigurationError(
                 f"retention rule for {self.type!r}: keep_latest_per needs max_age_days (which events to thin out)"
@@ -66,7 +77,8 @@ def apply_retention(log: SQLiteEventLog, rules: list[RetentionRule], *, consumer
         rule.validate()
         count = 0
         if rule.max_age_days is not None:
-            cutoff = clock.utc_timestamp(int((time.time() - rule.max_age_days * 86400) * 1_000_000_000))
+            # An age reaching before 1970 keeps every event; the clamp keeps the cutoff representable.
+            cutoff = clock.utc_timestamp(int(max(0.0, time.time() - rule.max_age_days * 86400) * 1_000_000_000))
             count += log.delete_events(
                 (rule.type,), protect_after=protect_after, before=cutoff, keep_latest_per=rule.keep_latest_per
             )

@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mcp_server import paths
 from mcp_server.consumers import ConsumerRunner, Projection
-from mcp_server.errors import ConfigurationError, InvalidEventError, NotFoundError, StoreError
+from mcp_server.errors import ConfigurationError, InvalidEventError, NotFoundError, StoreError, StoreLockedError
 from mcp_server.events import make_event
-from mcp_server.ingest import ingest_pending, pending_files
+from mcp_server.ingest import ingest_pending, pending_files, rejected_files
 from mcp_server.modules.activity import Analytics, Notifications
 from mcp_server.modules.context import ContextCache, build_context
 from mcp_server.modules.reconcile import Reconciler
@@ -38,6 +40,15 @@ EVENTS_DB_NAME = "events.db"
 
 MAX_CATCH_UP_ROUNDS = 8
 """Projections feed each other (touchpoints → search, context); this bounds the rounds per catch-up."""
+
+READ_LOCK_WAIT = 1.0
+"""Seconds a read waits for the write lock to catch up first; past that it reads the log as last committed.
+
+A writer holds the lock for one transaction, and the module runner commits
+its batches after about :data:`~mcp_server.consumers.BATCH_TRANSACTION_SECONDS`,
+so a longer wait means a stuck or very busy writer. NOTE: reconcile runs
+``git status`` inside its transaction, which on a large repository can take longer.
+"""
 
 
 class Runtime:
@@ -59,9 +70,8 @@ class Runtime:
         self.search = SearchIndex()
         self.context = ContextCache()
         # reconcile runs first, so the index handles the file.saved events it emits in the same catch-up
-        self.projections: list[Projection] = [
-            Reconciler(self.root, self.data_dir), self.touchpoints, self.search, self.context
-        ]
+        self.reconciler = Reconciler(self.root, self.data_dir)
+        self.projections: list[Projection] = [self.reconciler, self.touchpoints, self.search, self.context]
         self.pm = PMService(self)
         self.projections.append(self.pm.projection)
         self.notifications = Notifications()
@@ -69,6 +79,7 @@ class Runtime:
         self.projections += [self.notifications, self.analytics]
         self.runner = ConsumerRunner(self.log)
         self._catch_up_lock = threading.Lock()
+        self._reads = threading.local()  # the note of this thread's last read, see read_note()
         changed = [projection.name for projection in self.projections if self.runner.ensure(projection)]
         for name in changed:
             self._reset_dependents(name)
@@ -82,6 +93,7 @@ class Runtime:
 
         self.config = load_config(self.root)
         settings = self.config.settings
+        self.runner.handler_timeout = settings.consumers.timeout_seconds
         self.schema = SchemaService(self.log, root=self.root, data_dir=self.data_dir, settings=settings)
         extra: list[Projection] = [self.schema.reactions]
         if settings.webhooks:
@@ -159,13 +171,14 @@ class Runtime:
 
     def statistics(self) -> dict[str, Any]:
         """Return log size, head position, and per-consumer lag, failures and parked counts."""
-        self.ingest()
+        self.prepare_read(catch_up=False)
         return {
             "project": self.root,
             "log": self.log.path,
             "size_bytes": self.log.size_bytes(),
             "head": self.log.head(),
             "inbox_pending": len(pending_files(self.root, self.data_dir)),
+            "inbox_rejected": len(rejected_files(self.data_dir)),
             "consumers": [self.runner.statistics(projection).to_dict() for projection in self.projections],
             "failed_events": self.log.query(EventFilter(types=("event.failed",)), limit=1).total,
             "parked_events": len(self.log.parked()),
@@ -175,7 +188,7 @@ class Runtime:
 
     def recent_notifications(self, limit: int = 50) -> list[dict[str, Any]]:
         """Return the newest notifications (projects created, tasks unblocked, bottlenecks, ...) first."""
-        self.catch_up()
+        self.prepare_read()
         return Notifications.recent(self.log.connection, limit)
 
     def parked(self, module: str | None = None) -> list[dict[str, Any]]:
@@ -235,7 +248,49 @@ class Runtime:
                 for projection in self.projections:
                     self.runner.catch_up(projection)
                 if self.log.head() == head:
-                    return
+                    break
+            # The watch list is rewritten at most a few times a second while events are applied.
+            # A change the limit held back is written now, so the list ends in the state of the last event.
+            self.reconciler.flush_watch_list(self.log.connection)
+
+    def read_note(self) -> str | None:
+        """Return why this thread's last read may be out of date, or None when it saw everything captured."""
+        return getattr(self._reads, "note", None)
+
+    def prepare_read(self, *, catch_up: bool = True) -> None:
+        """Catch up (or only ingest) before a read, unless another process holds the write lock.
+
+        A read must not fail because a writer is stuck, so after
+        :data:`READ_LOCK_WAIT` seconds it goes on with the log as last
+        committed, and :meth:`read_note` returns what it may miss.
+        """
+        self._reads.note = None
+        try:
+            with self._short_lock_wait():
+                if catch_up:
+                    self.catch_up()
+                else:
+                    self.ingest()
+        except StoreLockedError:
+            pending = len(pending_files(self.root, self.data_dir))
+            self._reads.note = (
+                f"another process held the event log's write lock for more than {READ_LOCK_WAIT:g} s, so this "
+                f"answer comes from the log as last committed: {pending} captured events wait in the inbox and "
+                "modules may not have processed the newest events; ask again shortly, or find the process with "
+                f"'fuser {self.log.path}'"
+            )
+            logger.info("read without catching up: %s", self._reads.note)
+
+    @contextmanager
+    def _short_lock_wait(self) -> Iterator[None]:
+        """Make this thread's writes give up after :data:`READ_LOCK_WAIT` seconds instead of the log's busy timeout."""
+        connection = self.log.connection
+        previous = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+        connection.execute(f"PRAGMA busy_timeout = {int(READ_LOCK_WAIT * 1000)}")
+        try:
+            yield
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {previous}")
 
     # -- events ----------------------------------------------------------------------
 
@@ -261,15 +316,18 @@ class Runtime:
         cursor: int | None = None,
         descending: bool = True,
         where: dict[str, Any] | None = None,
+        catch_up: bool = False,
     ) -> QueryPage:
         """Return one page of events matching ``query`` and payload conditions ``where``, after ingesting the inbox.
 
-        Payloads come back in the current schema version of their type.
+        Payloads come back in the current schema version of their type. With
+        ``catch_up``, the modules process the log first, so the events they emit
+        in reaction (such as reconcile's ``file.saved`` after a command) are included.
 
         Raises:
             InvalidEventError: a pattern is invalid, or a ``where`` field is declared by none of the selected types.
         """
-        self.ingest()
+        self.prepare_read(catch_up=catch_up)
         return self.schema.query(query, where=where, limit=limit, cursor=cursor, descending=descending)
 
     # -- touchpoints -----------------------------------------------------------------
@@ -278,7 +336,7 @@ class Runtime:
         self, *, name: str | None = None, path: str | None = None, limit: int = 200, offset: int = 0
     ) -> tuple[list[TouchpointRow], int]:
         """Return index rows (filtered by exact name and project-relative path) and their total count."""
-        self.catch_up()
+        self.prepare_read()
         if path is not None:
             path = paths.to_project_path(self.root, path) or path
         connection = self.log.connection
@@ -287,7 +345,7 @@ class Runtime:
 
     def search_touchpoints(self, text: str, *, limit: int = 20) -> list[SearchHit]:
         """Return touchpoints whose name, description or path match ``text``, best first."""
-        self.catch_up()
+        self.prepare_read()
         return SearchIndex.search(self.log.connection, text, limit=limit)
 
     def get_context(self, name: str) -> dict[str, Any]:
@@ -296,10 +354,10 @@ class Runtime:
         Raises:
             NotFoundError: no touchpoint has that name.
         """
-        self.catch_up()
-        with self.log.transaction() as connection:
-            cached = ContextCache.lookup(connection, name)
-            ContextCache.count(connection, "hits" if cached else "misses")
+        self.prepare_read()
+        cached = ContextCache.lookup(self.log.connection, name)
+        # A held write lock already cost this read one wait; the cache's writes do not wait again.
+        writable = self.read_note() is None and self._count_context_use("hits" if cached else "misses")
         if cached is not None:
             return {**cached, "cached": True}
 
@@ -307,19 +365,33 @@ class Runtime:
         rows = TouchpointIndex.query(self.log.connection, name=name)
         if not rows:
             raise NotFoundError(
-                f"no touchpoint named {name!r}; call list_touchpoints or search_touchpoints to find existing names"
+                f"no touchpoint named {name!r}; find existing names with list_touchpoints or search_touchpoints "
+                "('eventsync touchpoints' or 'eventsync search' on the command line)"
             )
         body, files = build_context(self.root, name, rows)
-        self._cache_if_current(name, body, files, head)
+        if writable:
+            self._cache_if_current(name, body, files, head)
         return {**body, "cached": False}
+
+    def _count_context_use(self, counter: str) -> bool:
+        """Count a context cache hit or miss; return False when another process held the write lock."""
+        try:
+            with self._short_lock_wait(), self.log.transaction() as connection:
+                ContextCache.count(connection, counter)
+        except StoreLockedError:
+            logger.info("did not count a context cache %s: another process held the write lock", counter)
+            return False
+        return True
 
     def _cache_if_current(self, name: str, body: dict[str, Any], files: list[str], head: int) -> None:
         """Cache ``body`` unless events arrived while it was built (they may have made it stale)."""
         try:
-            with self.log.transaction() as connection:
+            with self._short_lock_wait(), self.log.transaction() as connection:
                 if self.log.head() != head or self.log.checkpoint(self.context.name, connection) != head:
                     return
                 ContextCache.store(connection, name, body, files)
+        except StoreLockedError:
+            logger.info("did not cache context for %r: another process held the write lock", name)
         except StoreError as exc:
             logger.warning("could not cache context for %r: %s", name, exc)
 
@@ -345,5 +417,5 @@ class Runtime:
         """Return lint findings (duplicates, malformed markers, markers annotating nothing) after catching up."""
         from mcp_server.modules.touchpoints import check_index
 
-        self.catch_up()
+        self.prepare_read()
         return check_index(self.log.connection, self.root)

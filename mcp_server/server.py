@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
@@ -31,10 +31,10 @@ from pydantic import BaseModel, Field
 from mcp_server import __version__, jsoncodec
 from mcp_server.bus import EventBus
 from mcp_server.errors import EventsyncError
-from mcp_server.events import Event
+from mcp_server.events import Event, check_emittable
 from mcp_server.pm.tools import register_tools as register_pm_tools
 from mcp_server.runtime import Runtime
-from mcp_server.store.base import EventFilter
+from mcp_server.store.base import EventFilter, text_tokens
 
 __all__ = ["MAX_RESULT_CHARS", "ServerState", "create_server"]
 
@@ -55,6 +55,12 @@ RETENTION_INTERVAL = 3600.0
 IDLE_WAL_CHECKPOINT = 5.0
 """Seconds without new events after which the server truncates the WAL file (about 1 ms when idle)."""
 
+STARTUP_INDEX_WAIT = 20.0
+"""Seconds a touchpoint tool waits for the start-up index to finish before it returns what is indexed so far."""
+
+MAX_POSITION = 2**63 - 1
+"""Largest log position, offset or whole number a tool accepts: SQLite's largest INTEGER."""
+
 INSTRUCTIONS = """\
 eventsync records every file change in this project as a typed event and keeps an index of \
 @touchpoint annotations (comments like `# @touchpoint checkout-total Sums the cart`). \
@@ -64,12 +70,35 @@ the code at every location of one touchpoint, query_events to see what changed (
 
 
 @dataclass
+class StartupIndex:
+    """Progress of the full index the server runs at start-up while the touchpoint index is empty."""
+
+    finished: anyio.Event = field(default_factory=anyio.Event)
+    phase: str = "starting"
+    done: int = 0
+    total: int = 0
+
+    def report(self, done: int, total: int, phase: str) -> None:
+        """Record progress; the indexer calls this from its worker thread."""
+        self.done, self.total, self.phase = done, total, phase
+
+    def describe(self) -> str:
+        """Return how far the index got, for a note to the agent."""
+        if self.phase == "scan":
+            return f"{self.done} of {self.total} files read"
+        if self.phase == "starting":
+            return "not started yet"
+        return f"{self.done} of {self.total} changed files indexed"
+
+
+@dataclass
 class ServerState:
     """State the lifespan passes to every tool call."""
 
     runtime: Runtime
     bus: EventBus
     session_id: str | None
+    startup_index: StartupIndex = field(default_factory=StartupIndex)
 
 
 # -- tool results ------------------------------------------------------------------------
@@ -82,6 +111,10 @@ class QueryEventsResult(BaseModel):
     total: int = Field(description="Events matching the filter across all pages.")
     total_capped: bool = Field(default=False, description="True when at least `total` events match.")
     next_cursor: int | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+    note: str | None = Field(
+        default=None, description="Set when the result may be incomplete: the start-up index is still running, "
+        "or another process held the event log's write lock."
+    )
 
 
 class TouchpointOut(BaseModel):
@@ -106,6 +139,10 @@ class ListTouchpointsResult(BaseModel):
     touchpoints: list[TouchpointOut]
     total: int
     next_offset: int | None = Field(description="Pass as offset to get the next page; null on the last page.")
+    note: str | None = Field(
+        default=None, description="Set when the result may be incomplete: the start-up index is still running, "
+        "or another process held the event log's write lock."
+    )
 
 
 class SearchHitOut(BaseModel):
@@ -126,6 +163,10 @@ class SearchTouchpointsResult(BaseModel):
     """Search results ranked by bm25."""
 
     hits: list[SearchHitOut]
+    note: str | None = Field(
+        default=None, description="Set when the result may be incomplete: the start-up index is still running, "
+        "or another process held the event log's write lock."
+    )
 
 
 class ContextLocation(BaseModel):
@@ -182,6 +223,34 @@ async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise ToolError(str(exc)) from exc
 
 
+async def _read(runtime: Runtime, function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
+    """Run a runtime read like :func:`_call`; also return the runtime's note when the result may be out of date."""
+
+    def run() -> tuple[Any, str | None]:
+        # read_note() is per thread, so it is taken in the thread that ran the read.
+        return function(*args, **kwargs), runtime.read_note()
+
+    result: tuple[Any, str | None] = await _call(run)
+    return result
+
+
+async def _startup_index_note(state: ServerState) -> str | None:
+    """Wait up to :data:`STARTUP_INDEX_WAIT` seconds for the start-up index; return a note if it is still running."""
+    startup = state.startup_index
+    with anyio.move_on_after(STARTUP_INDEX_WAIT):
+        await startup.finished.wait()
+        return None
+    return (
+        f"eventsync is still indexing this project at start-up ({startup.describe()}), so this answer covers "
+        "only the files indexed so far; call the tool again shortly"
+    )
+
+
+def _join_notes(*notes: str | None) -> str | None:
+    present = [note for note in notes if note]
+    return " ".join(present) if present else None
+
+
 def _fit(items: list[Any], budget: int = MAX_RESULT_CHARS) -> int:
     """Return how many leading items fit in ``budget`` characters of JSON (at least one)."""
     used = 0
@@ -235,22 +304,30 @@ async def _tail(state: ServerState, *, task_status: TaskStatus[None] = anyio.TAS
 
 async def _index_if_empty(state: ServerState) -> None:
     """Index the whole project once when its touchpoint index is empty, after start-up has finished."""
-    if os.environ.get("EVENTSYNC_AUTO_INDEX", "1") == "0":
-        return
     try:
+        if os.environ.get("EVENTSYNC_AUTO_INDEX", "1") == "0":
+            return
         if await anyio.to_thread.run_sync(state.runtime.index_is_empty):
-            report = await anyio.to_thread.run_sync(state.runtime.index_project)
+            report = await anyio.to_thread.run_sync(state.runtime.index_project, state.startup_index.report)
             logger.info("first full index: %d files, %d with touchpoints", report.files, report.changed)
     except EventsyncError as exc:
         # Contained on purpose: the index fills from hook events anyway, and index_project can retry.
         logger.error("first full index failed: %s; call the index_project tool to retry", exc)
+    except Exception:  # noqa: BLE001 - a failure in this background task would otherwise end the server
+        logger.exception("first full index failed unexpectedly; the server keeps running, and the "
+                         "index_project tool retries it")
+    finally:
+        state.startup_index.finished.set()
 
 
 # -- server ------------------------------------------------------------------------------
 
 
-def create_server(root: str | None = None) -> MCPServer[ServerState]:
-    """Build the eventsync MCP server for the project at ``root`` (default: detected)."""
+def create_server(root: str | None = None, *, on_stopped: Callable[[], None] | None = None) -> MCPServer[ServerState]:
+    """Build the eventsync MCP server for the project at ``root`` (default: detected).
+
+    ``on_stopped`` is called once the server has closed the project's runtime.
+    """
 
     states: list[ServerState] = []  # the lifespan's state, for resources (static resources get no Context)
 
@@ -282,6 +359,8 @@ def create_server(root: str | None = None) -> MCPServer[ServerState]:
         finally:
             runtime.close()
             logger.info("eventsync server stopped")
+            if on_stopped is not None:
+                on_stopped()
 
     server: MCPServer[ServerState] = MCPServer(
         "eventsync", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
@@ -311,40 +390,47 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         source: str | None = None,
         session_id: str | None = None,
         correlation_id: str | None = None,
-        since_position: Annotated[int | None, Field(ge=0)] = None,
-        until_position: Annotated[int | None, Field(ge=1)] = None,
+        since_position: Annotated[int | None, Field(ge=0, le=MAX_POSITION)] = None,
+        until_position: Annotated[int | None, Field(ge=1, le=MAX_POSITION)] = None,
         since: str | None = None,
         until: str | None = None,
-        payload: dict[str, str | int | bool] | None = None,
+        payload: dict[str, str | Annotated[int, Field(ge=-MAX_POSITION - 1, le=MAX_POSITION)] | bool] | None = None,
         text: str | None = None,
         limit: Annotated[int, Field(ge=1, le=500)] = 50,
-        cursor: Annotated[int | None, Field(ge=1)] = None,
+        cursor: Annotated[int | None, Field(ge=1, le=MAX_POSITION)] = None,
         order: str = "desc",
     ) -> QueryEventsResult:
         """Query the event log, newest first by default.
 
-        type: exact types or patterns ('file.saved', 'touchpoint.*', 'task.>'). since/until: ISO 8601
-        UTC timestamps. since_position/until_position: exclusive log positions. payload: equality on
+        type: exact types or patterns ('file.saved', 'touchpoint.*', 'task.>'). since/until: inclusive ISO 8601
+        times such as '2026-12-04T23:30:00Z' or '...+05:00' (UTC when no offset is given).
+        since_position/until_position: exclusive log positions. payload: equality on
         payload fields the selected types declare (path, name, tool, event_id, event_type and handler
-        are indexed; others are read type by type). text: words to find in type and payload.
+        are indexed; others are read type by type). text: words that must all occur in type or payload as
+        whole words; end a word with * to match a prefix ('check*' finds 'checkout'). Results are in log
+        order, with since/until too: an event ingested late keeps the time it was captured.
         order: 'desc' or 'asc'. limit: at most 500. Pass next_cursor back as cursor for the next page.
         """
         if order not in ("asc", "desc"):
             raise ToolError(f"invalid order {order!r}: use 'asc' or 'desc'")
         types = (type,) if isinstance(type, str) else tuple(type or ())
-        query = EventFilter(
-            types=types, source=source, session_id=session_id, correlation_id=correlation_id,
-            after=since_position, before=until_position, since=since, until=until,
-            payload_equals=tuple((payload or {}).items()), text=text,
-        )
-        page = await _call(_state(ctx).runtime.query_events, query, limit=limit, cursor=cursor,
-                           descending=order == "desc")
+        try:
+            query = EventFilter(
+                types=types, source=source, session_id=session_id, correlation_id=correlation_id,
+                after=since_position, before=until_position, since=since, until=until,
+                payload_equals=tuple((payload or {}).items()), text=text,
+            )
+        except EventsyncError as exc:
+            raise ToolError(str(exc)) from exc
+        runtime = _state(ctx).runtime
+        page, note = await _read(runtime, runtime.query_events, query, limit=limit, cursor=cursor,
+                                 descending=order == "desc")
         items = [event.to_dict() for event in page.events]
         kept = _fit(items)
         next_cursor = page.events[kept - 1].position if kept < len(items) else page.next_cursor
         return QueryEventsResult(
             events=[Event.model_validate(item) for item in items[:kept]], total=page.total,
-            total_capped=page.total_capped, next_cursor=next_cursor,
+            total_capped=page.total_capped, next_cursor=next_cursor, note=note,
         )
 
     @server.tool(annotations=read_only)
@@ -353,17 +439,20 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         name: str | None = None,
         file: str | None = None,
         limit: Annotated[int, Field(ge=1, le=1000)] = 200,
-        offset: Annotated[int, Field(ge=0)] = 0,
+        offset: Annotated[int, Field(ge=0, le=MAX_POSITION)] = 0,
     ) -> ListTouchpointsResult:
         """List @touchpoint locations, optionally for one exact name and/or one file (project-relative path)."""
         limit = max(1, min(limit, 1000))
-        rows, total = await _call(_state(ctx).runtime.list_touchpoints, name=name, path=file, limit=limit,
-                                  offset=max(0, offset))
+        state = _state(ctx)
+        indexing = await _startup_index_note(state)
+        (rows, total), stale = await _read(state.runtime, state.runtime.list_touchpoints, name=name, path=file,
+                                           limit=limit, offset=max(0, offset))
         items = [row.to_dict() for row in rows]
         kept = _fit(items)
         next_offset = offset + kept if offset + kept < total else None
         return ListTouchpointsResult(
-            touchpoints=[TouchpointOut(**item) for item in items[:kept]], total=total, next_offset=next_offset
+            touchpoints=[TouchpointOut(**item) for item in items[:kept]], total=total, next_offset=next_offset,
+            note=_join_notes(indexing, stale),
         )
 
     @server.tool(annotations=read_only)
@@ -371,14 +460,29 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         ctx: Context[Any, Any], query: str, limit: Annotated[int, Field(ge=1, le=100)] = 20
     ) -> SearchTouchpointsResult:
         """Full-text search over touchpoint names, descriptions and paths; the last word matches as a prefix."""
-        hits = await _call(_state(ctx).runtime.search_touchpoints, query, limit=max(1, min(limit, 100)))
-        return SearchTouchpointsResult(hits=[SearchHitOut(**hit.to_dict()) for hit in hits])
+        if not text_tokens(query):
+            raise ToolError(
+                f"query {query!r} contains no words to search for; give words such as 'cart total', "
+                "or call list_touchpoints for every touchpoint"
+            )
+        state = _state(ctx)
+        indexing = await _startup_index_note(state)
+        hits, stale = await _read(state.runtime, state.runtime.search_touchpoints, query, limit=max(1, min(limit, 100)))
+        return SearchTouchpointsResult(hits=[SearchHitOut(**hit.to_dict()) for hit in hits],
+                                       note=_join_notes(indexing, stale))
 
     @server.tool(annotations=read_only)
     async def get_context(ctx: Context[Any, Any], name: str) -> GetContextResult:
         """Return the code around every location of the touchpoint `name`, ordered by file and line."""
-        body = await _call(_state(ctx).runtime.get_context, name)
-        return GetContextResult.model_validate(body)
+        state = _state(ctx)
+        indexing = await _startup_index_note(state)
+        try:
+            body, stale = await _read(state.runtime, state.runtime.get_context, name)
+        except ToolError as exc:
+            if indexing is None:
+                raise
+            raise ToolError(f"{exc}. {indexing}") from exc
+        return GetContextResult.model_validate({**body, "note": _join_notes(body.get("note"), indexing, stale)})
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
     async def index_project(ctx: Context[Any, Any]) -> dict[str, Any]:
@@ -403,7 +507,9 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
     @server.tool(annotations=read_only)
     async def log_stats(ctx: Context[Any, Any]) -> dict[str, Any]:
         """Return the log's size and head position, and each module's lag, failures and parked events."""
-        return await _call(_state(ctx).runtime.statistics) | {"subscriptions": _state(ctx).bus.statistics()}
+        state = _state(ctx)
+        statistics, stale = await _read(state.runtime, state.runtime.statistics)
+        return statistics | {"subscriptions": state.bus.statistics()} | ({"note": stale} if stale else {})
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False))
     async def parked_events(
@@ -421,9 +527,14 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
     async def emit_event(
         ctx: Context[Any, Any], type: str, payload: dict[str, Any] | None = None
     ) -> EmitEventResult:
-        """Append an event to the project's log (type: dotted lower-case, e.g. 'note.added'); other sessions see it."""
+        """Append an event to the project's log (type: dotted lower-case, e.g. 'note.added'); other sessions see it.
+
+        Types that eventsync's modules produce (file.*, code.*, task.*, touchpoint.*, event.failed, ...) are
+        rejected; use the project-management tools for tasks. entity.created/updated/deleted are accepted.
+        """
         state = _state(ctx)
         try:
+            check_emittable(type)
             state.runtime.schema.check_emit(type, payload or {})
             stored = await state.bus.publish(type, payload or {}, source="mcp", session_id=state.session_id)
         except EventsyncError as exc:

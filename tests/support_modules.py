@@ -19,16 +19,16 @@ def noisy(bus: Any, runtime: Any) -> None:
         warnings.warn("deprecated thing", stacklevel=1)
         subprocess.run(["git", "--version"], check=False)
 
-    bus.subscribe("file.saved", shout, name="noisy")
+    bus.subscribe("note.added", shout, name="noisy")
 
 
 def exploding(bus: Any, runtime: Any) -> None:
-    """Register a handler on file.saved that always raises."""
+    """Register a handler on note.added that always raises."""
 
     def explode(event: StoredEvent) -> None:
         raise RuntimeError("boom")
 
-    bus.subscribe("file.saved", explode, name="explode")
+    bus.subscribe("note.added", explode, name="explode")
 
 
 def looping(bus: Any, runtime: Any) -> None:
@@ -37,3 +37,15 @@ def looping(bus: Any, runtime: Any) -> None:
     following = {"cyc.a": "cyc.b", "cyc.b": "cyc.c", "cyc.c": "cyc.a"}
     bus.subscribe("cyc.*", lambda e: bus.publish_nowait(following[e.type], {}), name="cycle")
     bus.subscribe("quux", lambda e: bus.publish_nowait("quux.seen", {}), name="quux")
+
+
+def failing_index(bus: Any, runtime: Any) -> None:
+    """Make the full index raise an error that is not an eventsync error, after leaving a marker file."""
+    import os
+
+    def fail(*arguments: Any, **options: Any) -> None:
+        with open(os.path.join(runtime.root, "index-attempted"), "w", encoding="utf-8"):
+            pass
+        raise RuntimeError("index exploded")
+
+    runtime.index_project = fail

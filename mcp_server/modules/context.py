@@ -37,6 +37,7 @@ class ContextCache:
     version = 2
     subscriptions = ("file.saved", "code.modified", "code.deleted", "touchpoint.updated")
     depends_on = ("touchpoints",)
+    prepare_inline = True  # prepare does no I/O; see mcp_server.consumers.Projection
     emits = ("context.invalidated",)
 
     def create(self, connection: sqlite3.Connection) -> None:
@@ -230,6 +231,6 @@ def build_context(root: str, name: str, rows: list[Any]) -> tuple[dict[str, Any]
     if truncated:
         body["note"] = (
             f"cut at {MAX_CONTEXT_CHARS} characters: {len(locations)} of {len(rows)} locations shown; "
-            "call list_touchpoints for every location"
+            "list every location with list_touchpoints ('eventsync touchpoints --name NAME' on the command line)"
         )
     return body, sorted(set(files))

@@ -93,7 +93,7 @@ WATCH_LIST_WRITES_PER_SECOND = 5
 
 Indexing a new project changes the list once per file, and each rewrite
 costs a query and a file write. A change held back by the limit is written
-with a later event, at the latest when a turn ends or a session starts.
+when the catch-up that applied it ends (:meth:`Reconciler.flush_watch_list`).
 """
 
 _SCANNING = frozenset({"command.executed", "session.started", "session.turn.ended"})
@@ -118,6 +118,7 @@ class Reconciler:
         "touchpoint.updated",
     )
     depends_on: tuple[str, ...] = ()
+    prepare_inline = True  # prepare does no I/O; see mcp_server.consumers.Projection
     emits = ("file.saved", "code.modified", "code.deleted", "refactor.complete", "session.turn.completed")
 
     def __init__(self, root: str, data_dir: str) -> None:
@@ -208,15 +209,22 @@ class Reconciler:
         checkpoint = connection.execute("SELECT position FROM checkpoints WHERE consumer = ?", (self.name,)).fetchone()
         return checkpoint is None or int(checkpoint[0]) < event.position
 
-    def _command_start(self, connection: sqlite3.Connection, event: StoredEvent, actor: str | None) -> int:
-        """Return the earliest time (ns) a change may have and still count as made by the command."""
+    def _command_start(self, connection: sqlite3.Connection, event: StoredEvent, actor: str | None) -> int | None:
+        """Return the earliest time (ns) a change may have and still count as made by the command, None if unknown."""
         duration = event.payload.get("duration_ms")
         if isinstance(duration, int) and not isinstance(duration, bool) and duration >= 0:
             return timestamp_ns(event.timestamp) - duration * 1_000_000 - COMMAND_START_SLACK_NS
         # Claude Code before 2.1.119 sends no duration; the command then started after the
-        # session's previous event, unless tools ran in parallel.
+        # session's previous event, unless tools ran in parallel. A session seen for the first
+        # time (the hook was installed mid-session) is bounded by the log's previous event, and
+        # in an empty log every earlier change counts as another program's.
         previous = SessionBook.last_activity_ns(connection, actor) if actor is not None else None
-        return previous - COMMAND_START_SLACK_NS if previous else 0
+        if previous is None:
+            row = connection.execute(
+                "SELECT timestamp FROM events WHERE position < ? ORDER BY position DESC LIMIT 1", (event.position,)
+            ).fetchone()
+            previous = timestamp_ns(str(row[0])) if row else None
+        return previous - COMMAND_START_SLACK_NS if previous else None
 
     # -- recorded state --------------------------------------------------------------
 
@@ -429,6 +437,11 @@ class Reconciler:
             notices.discard_session(self.data_dir, session)
         except OSError as exc:
             logger.warning("could not delete the notices of ended session %s: %s", session, exc)
+
+    def flush_watch_list(self, connection: sqlite3.Connection) -> None:
+        """Write the watch list if the rate limit held back its last change; call after a catch-up."""
+        if self._watch_list_stale:
+            self._write_watch_paths(connection)
 
     def _write_watch_paths(self, connection: sqlite3.Connection) -> None:
         """Write the files that contain touchpoints, most recently changed first, as the next sessions' watch list.

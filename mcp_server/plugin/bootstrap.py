@@ -5,7 +5,9 @@ the plugin keeps its own virtual environment in ``CLAUDE_PLUGIN_DATA/venv``,
 which survives plugin updates. :func:`ensure_venv` creates that venv with the
 interpreter running this module, installs the ``dependencies`` listed in the
 plugin's ``pyproject.toml`` with pip, and writes a ``.pth`` file that puts the
-plugin root on the venv's ``sys.path``. The venv therefore always runs the code
+plugin root on the venv's ``sys.path``. It also installs the extras named in
+:data:`PLUGIN_EXTRAS` (the tree-sitter grammars), and goes on without them when
+pip cannot install them. The venv therefore always runs the code
 of the plugin version Claude Code loaded, and nothing is built or written
 inside ``CLAUDE_PLUGIN_ROOT``. A stamp file in the venv records the plugin
 version, the ``pyproject.toml`` hash and the plugin root, and pip runs again
@@ -56,6 +58,10 @@ PIP_TIMEOUT_SECONDS = 900.0
 
 LOG_ROTATE_BYTES = 1024 * 1024
 """Size at which bootstrap.log is moved to bootstrap.log.1 before the next install."""
+
+PLUGIN_EXTRAS = ("symbols",)
+"""Optional dependencies of ``pyproject.toml`` the plugin installs too: tree-sitter finds the symbols of
+24 languages. Without them the symbols of those languages come from a line-based reader."""
 
 _LOCK_POLL_SECONDS = 0.2
 
@@ -124,16 +130,29 @@ def expected_stamp(root: str) -> dict[str, Any]:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise BootstrapError(f"cannot parse the plugin's metadata under {root!r}: {exc}") from exc
 
-    requirements = pyproject.get("project", {}).get("dependencies", [])
-    if not isinstance(requirements, list) or not all(isinstance(item, str) for item in requirements):
+    project = pyproject.get("project", {})
+    requirements = project.get("dependencies", [])
+    if not _is_string_list(requirements):
         raise BootstrapError(f"'project.dependencies' in {pyproject_path!r} must be a list of strings")
+    extras = project.get("optional-dependencies", {})
+    optional: list[str] = []
+    for extra in PLUGIN_EXTRAS:
+        listed = extras.get(extra, []) if isinstance(extras, dict) else None
+        if not _is_string_list(listed):
+            raise BootstrapError(f"'project.optional-dependencies.{extra}' in {pyproject_path!r} must be a list of strings")
+        optional += [item for item in listed if item not in optional]
     return {
         "format": STAMP_FORMAT,
         "plugin_root": os.path.realpath(root),
         "plugin_version": str(manifest.get("version", "")),
         "pyproject_sha256": hashlib.sha256(pyproject_bytes).hexdigest(),
         "requirements": requirements,
+        "optional_requirements": optional,
     }
+
+
+def _is_string_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def _read_stamp(path: str) -> dict[str, Any] | None:
@@ -255,10 +274,20 @@ def _install(layout: PluginLayout, expected: dict[str, Any], log: Any) -> None:
     if os.path.exists(layout.stamp):
         os.remove(layout.stamp)
     requirements = list(expected["requirements"])
-    if requirements:
-        pip = [layout.python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-               "--progress-bar", "off"]
-        _run([*pip, *requirements], log, "pip install " + " ".join(requirements))
+    optional = [item for item in expected["optional_requirements"] if item not in requirements]
+    pip = [layout.python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
+    try:
+        # One pip run for both: a second one would cost about as much as starting pip again.
+        if requirements or optional:
+            _run([*pip, *requirements, *optional], log, "pip install " + " ".join(requirements + optional))
+    except BootstrapError:
+        if not optional:
+            raise
+        # The grammars ship as platform wheels; where none fits, eventsync runs without them.
+        _note(log, f"installing without {' '.join(optional)}; symbols of languages other than Python come "
+                   "from the line-based reader")
+        if requirements:
+            _run([*pip, *requirements], log, "pip install " + " ".join(requirements))
 
     # A .pth line puts the plugin root on sys.path for every interpreter start without -S,
     # so the server imports mcp_server from the plugin version Claude Code loaded.

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
+
+from mcp_server.argtypes import positive_number
 
 __all__ = ["add_pm_commands"]
 
@@ -137,6 +140,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return _emit(args, result, "\n".join(lines))
 
 
+class _NotJSON(ValueError):
+    """Raised for ``NaN`` and ``Infinity``, which Python's JSON parser accepts but JSON does not define."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJSON(name)
+
+
+_hours = positive_number("estimate in hours")
+
+
 def _parse_pairs(values: list[str], option: str) -> list[tuple[str, str]]:
     from mcp_server.errors import InvalidEventError
 
@@ -149,13 +163,32 @@ def _parse_pairs(values: list[str], option: str) -> list[tuple[str, str]]:
     return pairs
 
 
+class _TooLarge(ValueError):
+    """Raised for a JSON number too large for a 64-bit float (``1e999``), which Python reads as infinity."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _TooLarge(text)
+    return value
+
+
 def _attributes(args: argparse.Namespace) -> dict[str, Any]:
+    from mcp_server.errors import InvalidEventError
+
     attributes: dict[str, Any] = {}
     for key, text in _parse_pairs(args.attr, "--attr"):
         try:
-            attributes[key] = json.loads(text)
-        except json.JSONDecodeError:
+            # NaN and Infinity are not JSON, so they stay text like any other word.
+            attributes[key] = json.loads(text, parse_float=_finite_float, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, _NotJSON):
             attributes[key] = text
+        except _TooLarge:
+            raise InvalidEventError(
+                f"invalid --attr {key}={text}: a number in it is too large for a 64-bit float; give a smaller "
+                f"number, or quote the value to store it as text: --attr '{key}=\"{text}\"'"
+            ) from None
     for key in getattr(args, "unset", []):
         attributes[key] = None
     return attributes
@@ -207,7 +240,7 @@ def _task_options(parser: argparse.ArgumentParser) -> None:
                         help="task (id or title) that must be completed first; repeatable")
     parser.add_argument("--touchpoint", action="append", default=[], metavar="NAME",
                         help="@touchpoint name whose code the task changes; repeatable")
-    parser.add_argument("--estimate", type=float, metavar="HOURS", help="estimated hours of work")
+    parser.add_argument("--estimate", type=_hours, metavar="HOURS", help="estimated hours of work (greater than 0)")
 
 
 def _entity_commands(pm: Any) -> None:

@@ -10,9 +10,10 @@ fields are ignored, so producers may add fields without breaking this module.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mcp_server.errors import InvalidEventError
 
@@ -70,7 +71,9 @@ class TaskCreated(PMPayload):
     project_id: str = Identifier
     title: str = Title
     description: str = Field(default="", max_length=4000)
-    estimate: float | None = Field(default=None, gt=0, description="Hours of work; the critical path sums them.")
+    estimate: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Hours of work; the critical path sums them."
+    )
     depends_on: list[str] = Field(default_factory=list, description="Ids of tasks that must be completed first.")
     touchpoints: list[str] = Field(default_factory=list, description="Names of @touchpoint annotations the task changes.")
 
@@ -80,7 +83,7 @@ class TaskUpdated(PMPayload):
 
     task_id: str = Identifier
     title: str | None = Field(default=None, min_length=1, max_length=200)
-    estimate: float | None = Field(default=None, gt=0)
+    estimate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     add_touchpoints: list[str] = Field(default_factory=list)
 
 
@@ -147,6 +150,20 @@ class EntityLink(PMPayload):
     target: str = Field(pattern=ENTITY_TARGET_PATTERN, max_length=200)
 
 
+def _finite_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Reject NaN and infinite numbers anywhere in ``attributes``: JSON has no form for them."""
+    pending: list[tuple[str, Any]] = list(attributes.items())
+    while pending:
+        key, value = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"attribute {key!r} is {value!r}; give a finite number, or quote the value to store text")
+        if isinstance(value, dict):
+            pending.extend((f"{key}.{inner}", item) for inner, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{key}[{index}]", item) for index, item in enumerate(value))
+    return attributes
+
+
 class EntityCreated(PMPayload):
     """``entity.created``: a generic node of the project graph, such as a milestone or a decision."""
 
@@ -155,6 +172,8 @@ class EntityCreated(PMPayload):
     attributes: dict[str, Any] = Field(default_factory=dict)
     links: list[EntityLink] = Field(default_factory=list)
 
+    _check_attributes = field_validator("attributes")(_finite_attributes)
+
 
 class EntityUpdated(PMPayload):
     """``entity.updated``: attributes merged into the entity (a null value removes a key); links replaced when given."""
@@ -162,6 +181,8 @@ class EntityUpdated(PMPayload):
     entity_id: str = Identifier
     attributes: dict[str, Any] = Field(default_factory=dict)
     links: list[EntityLink] | None = None
+
+    _check_attributes = field_validator("attributes")(_finite_attributes)
 
 
 class EntityDeleted(PMPayload):

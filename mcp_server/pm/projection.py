@@ -218,6 +218,7 @@ class PMProjection:
     version = 1
     subscriptions = COMMAND_EVENT_TYPES + CODE_EVENT_TYPES
     depends_on: tuple[str, ...] = ()
+    prepare_inline = True  # prepare does no I/O; see mcp_server.consumers.Projection
     emits = ("project.progress.updated", "task.unblocked", "bottleneck.detected", "event.failed")
 
     def __init__(self) -> None:
@@ -381,6 +382,15 @@ class PMProjection:
     def _task_completed(self, connection: sqlite3.Connection, event: StoredEvent, payload: TaskCompleted) -> Result:
         task = _require_task(connection, payload.task_id)
         _require_open(task, "complete")
+        # complete_task checks this too, but events from other producers reach only the projection.
+        blockers = [
+            row.id for row in tables.tasks_by_id(connection, set(tables.task_dependencies(connection, task.id))).values()
+            if row.is_open
+        ]
+        if blockers:
+            raise TaskGraphError(
+                f"cannot complete task {task.title!r} ({task.id}): it waits for open tasks {', '.join(sorted(blockers))}"
+            )
         connection.execute(
             "UPDATE pm_tasks SET status = 'completed', completed_at = ?, last_activity_at = ? WHERE id = ?",
             (event.timestamp, event.timestamp, task.id),

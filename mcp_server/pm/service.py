@@ -349,7 +349,8 @@ class PMService:
             if blockers:
                 raise TaskGraphError(
                     f"task {target.title!r} ({target.id}) is blocked by open tasks: {', '.join(map(repr, blockers))}; "
-                    "complete those first, or remove the dependency with update_task (remove_depends_on)"
+                    "complete those first, or remove the dependency with update_task (remove_depends_on; "
+                    "'eventsync pm update --remove-dependency' on the command line)"
                 )
             return [self._event("task.completed", {"task_id": target.id}, source, session_id)]
 
@@ -579,7 +580,7 @@ class PMService:
         warnings = [
             f"dependency cycle {' → '.join(titles.get(task_id, task_id) for task_id in loop)} "
             f"(ids {' → '.join(loop)}): none of these tasks can become ready; remove one of these dependencies "
-            "with update_task remove_depends_on"
+            "with update_task remove_depends_on ('eventsync pm update --remove-dependency' on the command line)"
             for loop in cycles
         ]
         rejected = connection.execute(

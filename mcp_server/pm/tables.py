@@ -253,7 +253,10 @@ def find_project(connection: sqlite3.Connection, reference: str) -> ProjectRow:
             )
         if ids:
             return get_project(connection, ids[0])  # type: ignore[return-value]
-    raise NotFoundError(f"no project with id or title {reference!r}; create it first with create_project")
+    raise NotFoundError(
+        f"no project with id or title {reference!r}; create it first with create_project "
+        "('eventsync pm create-project' on the command line)"
+    )
 
 
 def find_task(connection: sqlite3.Connection, reference: str, project_id: str | None = None) -> TaskRow:
@@ -285,4 +288,6 @@ def find_task(connection: sqlite3.Connection, reference: str, project_id: str | 
         if rows:
             return get_task(connection, str(rows[0][0]))  # type: ignore[return-value]
     where = f" in project {project_id!r}" if project_id is not None else ""
-    raise NotFoundError(f"no task with id or title {reference!r}{where}; add it first with add_task")
+    raise NotFoundError(
+        f"no task with id or title {reference!r}{where}; add it first with add_task ('eventsync pm add' on the command line)"
+    )

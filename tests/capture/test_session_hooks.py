@@ -107,6 +107,23 @@ def test_start_returns_watch_paths(project: Project) -> None:
     assert second.stdout.count(b"\n") == 0
 
 
+def test_watch_paths_complete_after_burst(project: Project) -> None:
+    # Indexing changes the watch list once per file, far more often than the list may be rewritten per second.
+    expected = []
+    for number in range(30):
+        project.write(f"src/m{number:02d}.py", f"# @touchpoint mark-{number}\nvalue = {number}\n")
+        expected.append(str(project.root / "src" / f"m{number:02d}.py"))
+    runtime = project.runtime()
+    runtime.index_project()
+    runtime.close()
+
+    start = Session(project, "s-burst").start()
+
+    output = hook_output(start)
+    assert output is not None
+    assert sorted(output["hookSpecificOutput"]["watchPaths"]) == expected
+
+
 def test_file_changed_events(project: Project) -> None:
     project.write("src/w.py", "# @touchpoint watched\n")
     watchers = [Session(project, "s-w1"), Session(project, "s-w2")]

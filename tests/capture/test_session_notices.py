@@ -64,21 +64,22 @@ def test_bash_rename_of_marker_reaches_reader(project: Project) -> None:
     assert context.count("\n- ") == 1
 
 
-def test_cli_change_reaches_session(project: Project) -> None:
+def test_cli_index_change_reaches_session(project: Project) -> None:
     bob = Session(project, "s-bob")
     bob.edit("src/cfg.py", "debug = False\n")
     _catch_up(project)
+    project.write("src/cfg.py", "debug = True\n")  # an editor, seen by no hook
 
-    emitted = subprocess.run(
-        [sys.executable, "-m", "mcp_server", "emit", "file.saved", "--payload", '{"path": "src/cfg.py"}'],
+    indexed = subprocess.run(
+        [sys.executable, "-m", "mcp_server", "index"],
         cwd=project.root, env={**os.environ, "CLAUDE_PROJECT_DIR": str(project.root)},
         capture_output=True, text=True, timeout=60, check=False,
     )
     _catch_up(project)
     context = context_of(bob.hook("UserPromptSubmit", prompt="go on"))
 
-    assert emitted.returncode == 0, emitted.stderr
-    assert "src/cfg.py changed by the eventsync CLI" in context
+    assert indexed.returncode == 0, indexed.stderr
+    assert "src/cfg.py changed by source index" in context
 
 
 def test_notices_capped(project: Project) -> None:

@@ -83,3 +83,134 @@ def test_errors_name_the_value(project: Project) -> None:
     assert "'Bad'" in bad_type.stderr
     assert "unknown module 'nope'" in unknown.stderr
     assert "Traceback" not in bad_payload.stderr + bad_type.stderr + unknown.stderr
+
+
+def test_events_text_whole_words(project: Project) -> None:
+    _capture(project, "src/checkout.py", "x = 1\n", "toolu_1")
+    _capture(project, "src/cart.py", "y = 2\n", "toolu_2")
+
+    whole = _cli(project, "events", "--json", "--type", "file.saved", "--text", "checkout")
+    part = _cli(project, "events", "--json", "--type", "file.saved", "--text", "check")
+    prefix = _cli(project, "events", "--json", "--type", "file.saved", "--text", "check*")
+
+    assert whole.returncode == 0, whole.stderr
+    assert [event["payload"]["path"] for event in json.loads(whole.stdout)] == ["src/checkout.py"]
+    assert json.loads(part.stdout) == []
+    assert [event["payload"]["path"] for event in json.loads(prefix.stdout)] == ["src/checkout.py"]
+
+
+def test_emit_rejects_module_types(project: Project) -> None:
+    completed = _cli(project, "emit", "task.completed", "--payload", '{"project_id": "race", "task_id": "x2"}')
+    saved = _cli(project, "emit", "file.saved", "--payload", '{"path": "/etc/passwd"}')
+    failed = _cli(project, "emit", "event.failed")
+    entity = _cli(project, "emit", "entity.created", "--payload", '{"entity_id": "beta", "kind": "milestone"}')
+    listed = _cli(project, "events", "--json")
+
+    assert completed.returncode == 1
+    assert "cannot emit 'task.completed'" in completed.stderr
+    assert "eventsync pm" in completed.stderr
+    assert saved.returncode == 1
+    assert "cannot emit 'file.saved'" in saved.stderr
+    assert failed.returncode == 1
+    assert "cannot emit 'event.failed'" in failed.stderr
+    assert entity.returncode == 0, entity.stderr
+    assert [event["type"] for event in json.loads(listed.stdout)] == ["entity.created"]
+
+
+def test_out_of_range_numbers_rejected(project: Project) -> None:
+    _capture(project, "src/a.py", "# @touchpoint alpha\n", "toolu_1")
+
+    cases = {
+        "negative age": ("prune", "--type", "file.*", "--older-than-days", "-1"),
+        "infinite age": ("prune", "--type", "file.*", "--older-than-days", "inf"),
+        "huge limit": ("search", "cart", "--limit", "99999999999999999999"),
+        "huge cursor": ("events", "--cursor", "99999999999999999999"),
+        "negative interval": ("tail", "--interval", "-1"),
+        "infinite estimate": ("pm", "add", "Shop", "Ship3", "--estimate", "inf"),
+        "zero estimate": ("pm", "add", "Shop", "Ship3", "--estimate", "0"),
+    }
+    results = {name: _cli(project, *args) for name, args in cases.items()}
+    events = _cli(project, "events", "--json", "--type", "file.saved")
+
+    for name, result in results.items():
+        assert result.returncode == 2, (name, result.stderr)
+        assert "invalid" in result.stderr, (name, result.stderr)
+        assert "Traceback" not in result.stderr, (name, result.stderr)
+    assert len(json.loads(events.stdout)) == 1
+
+
+def test_replay_range_reversed_rejected(project: Project) -> None:
+    result = _cli(project, "replay", "touchpoints", "--from", "10", "--to", "5")
+
+    assert result.returncode == 1
+    assert "--to 5 is before --from 10" in result.stderr
+
+
+def test_entity_attribute_out_of_range(project: Project) -> None:
+    too_large = _cli(project, "pm", "entity", "create", "service", "--attr", "n=1e999")
+    as_text = _cli(project, "pm", "entity", "create", "service", "--attr", "n=NaN", "--json")
+
+    assert too_large.returncode == 1
+    assert "invalid --attr n=1e999" in too_large.stderr
+    assert "Traceback" not in too_large.stderr
+    assert as_text.returncode == 0, as_text.stderr
+    assert json.loads(as_text.stdout)["attributes"] == {"n": "NaN"}
+
+
+def test_reads_while_write_lock_held(project: Project) -> None:
+    _capture(project, "src/a.py", "# @touchpoint alpha The first one\ndef a():\n    pass\n", "toolu_1")
+    assert _cli(project, "touchpoints").returncode == 0  # ingests and indexes a.py
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys\n"
+         "connection = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "connection.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\nsys.stdin.readline()\n",
+         str(project.root / ".eventsync" / "events.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        _capture(project, "src/b.py", "# @touchpoint beta\n", "toolu_2")  # stays in the inbox
+        results = {
+            "events": _cli(project, "events", "--json"),
+            "stats": _cli(project, "stats", "--json"),
+            "touchpoints": _cli(project, "touchpoints", "--json"),
+            "search": _cli(project, "search", "first", "--json"),
+            "context": _cli(project, "context", "alpha", "--json"),
+        }
+    finally:
+        holder.communicate("\n", timeout=30)
+
+    for name, result in results.items():
+        assert result.returncode == 0, (name, result.stderr)
+        assert "Traceback" not in result.stderr, (name, result.stderr)
+    for name in ("events", "touchpoints", "search"):
+        assert "1 captured events wait in the inbox" in results[name].stderr, (name, results[name].stderr)
+    assert [row["name"] for row in json.loads(results["touchpoints"].stdout)] == ["alpha"]
+    assert json.loads(results["stats"].stdout)["inbox_pending"] == 1
+    assert [hit["name"] for hit in json.loads(results["search"].stdout)] == ["alpha"]
+    assert "def a():" in json.loads(results["context"].stdout)["locations"][0]["code"]
+
+
+def test_search_without_words_rejected(project: Project) -> None:
+    _capture(project, "src/a.py", "# @touchpoint alpha The first one\n", "toolu_1")
+
+    empty = _cli(project, "search", "")
+    star = _cli(project, "search", "*")
+    unmatched = _cli(project, "search", "nothing")
+
+    for result in (empty, star):
+        assert result.returncode == 1
+        assert "contains no words" in result.stderr
+        assert "eventsync touchpoints" in result.stderr
+    assert unmatched.returncode == 0
+    assert "no touchpoint matches 'nothing'" in unmatched.stderr
+
+
+def test_not_found_names_cli_commands(project: Project) -> None:
+    context = _cli(project, "context", "nope")
+    task = _cli(project, "pm", "complete", "nope")
+
+    assert context.returncode == 1
+    assert "'eventsync touchpoints'" in context.stderr
+    assert task.returncode == 1
+    assert "'eventsync pm add'" in task.stderr

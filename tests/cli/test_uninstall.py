@@ -159,7 +159,19 @@ def test_cli_reports_removals(tmp_path: Path) -> None:
     assert lines[0] == f"removed {len(HOOK_EVENTS)} eventsync hook handlers from {settings_path}"
     assert lines[1] == f"removed the MCP server 'eventsync' from {tmp_path.resolve() / '.mcp.json'}"
     assert lines[2] == f"deleted {tmp_path.resolve() / '.mcp.json'}, which held only eventsync's entries"
-    assert lines[3].startswith("kept the event log in ")
+    assert len(lines) == 3  # no event log was ever written, so none is said to be kept
+
+
+def test_cli_reports_kept_log(tmp_path: Path) -> None:
+    assert _cli("init", str(tmp_path)).returncode == 0
+    assert _cli("events", "--project", str(tmp_path)).returncode == 0  # opens, and so creates, the event log
+
+    completed = _cli("uninstall", str(tmp_path))
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[-1] == (
+        f"kept the event log in {tmp_path.resolve() / '.eventsync'}; delete that folder to discard it"
+    )
 
 
 def test_uninstall_rejects_invalid_json(tmp_path: Path) -> None:

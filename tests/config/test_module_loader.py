@@ -185,7 +185,10 @@ async def test_third_party_module_in_server(project: Project, example_site: Path
 
     with anyio.fail_after(60):
         async with Client(parameters, mode="legacy") as client:
-            await _call(client, "emit_event", {"type": "file.saved", "payload": {"path": "src/new.py"}})
+            project.write("src/new.py", "x = 1\n")
+            project.run_hook({"session_id": "s-notes", "hook_event_name": "PostToolUse", "tool_name": "Write",
+                              "tool_input": {"file_path": str(project.root / "src" / "new.py")},
+                              "tool_use_id": "toolu_notes"})
             while (notes := await _call(client, "query_events", {"type": "note.recorded", "order": "asc"}))["total"] < 2:
                 await anyio.sleep(0.05)
             loaded = await _call(client, "query_events", {"type": "module.loaded", "limit": 100})

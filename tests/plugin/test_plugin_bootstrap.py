@@ -125,10 +125,32 @@ def test_bootstrap_installs_then_reuses(plugin: Plugin) -> None:
     assert second.stderr.decode().strip() == f"eventsync: already current: {plugin.layout.venv}"
     assert plugin.pip_runs() == 1
     assert json.loads(Path(plugin.layout.stamp).read_text(encoding="utf-8")) == expected_stamp(plugin.layout.root)
+    # The tree-sitter grammars of the symbols extra are installed in the same pip run.
+    [pip_line] = [line for line in _log_lines(plugin) if PIP_RUN in line]
+    assert "tree-sitter-language-pack" in pip_line
     # The venv imports the plugin's own copy of the package, next to its dependencies.
     package = plugin.venv_python("import mcp, mcp_server", "print(mcp_server.__file__)")
     assert package == str(plugin.root / "mcp_server" / "__init__.py")
     print(f"bootstrap with dependencies already satisfied took {install_seconds:.1f} s")
+
+
+def test_bootstrap_goes_on_without_extras(plugin: Plugin) -> None:
+    _venv_with_dependencies(plugin.layout)
+    pyproject = plugin.root / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    # A grammar package pip cannot find, as on a platform without a fitting wheel.
+    pyproject.write_text(text.replace('symbols = ["', 'symbols = ["eventsync-missing-grammars", "'), encoding="utf-8")
+
+    result = plugin.run("bootstrap")
+
+    assert result.returncode == 0, result.stderr
+    assert plugin.pip_runs() == 2
+    assert any("installing without eventsync-missing-grammars" in line for line in _log_lines(plugin))
+    assert json.loads(Path(plugin.layout.stamp).read_text(encoding="utf-8")) == expected_stamp(plugin.layout.root)
+
+
+def _log_lines(plugin: Plugin) -> list[str]:
+    return (plugin.data / BOOTSTRAP_LOG_NAME).read_text(encoding="utf-8").splitlines()
 
 
 @pytest.mark.parametrize("change", ["pyproject", "version", "root"])
@@ -181,7 +203,8 @@ def test_cold_bootstrap_reports_pip_failure(plugin: Plugin) -> None:
     assert again.returncode == 1
     assert again.stdout == b""
     assert again.stderr.decode().startswith("eventsync: error: pip install mcp")
-    assert plugin.pip_runs() == 2
+    # Each launch tries pip twice: with the optional grammars, then without them.
+    assert plugin.pip_runs() == 4
 
 
 def test_session_start_installs_in_background(plugin: Plugin, tmp_path: Path) -> None:
@@ -225,7 +248,7 @@ async def test_serve_from_bootstrapped_venv(plugin: Plugin, tmp_path: Path) -> N
 
     with anyio.fail_after(120):
         async with Client(parameters, mode="legacy") as client:
-            emitted = await client.call_tool("emit_event", {"type": "file.saved", "payload": {"path": "src/app.py"}})
+            emitted = await client.call_tool("emit_event", {"type": "note.added", "payload": {"text": "started"}})
             listed = await client.call_tool("list_touchpoints", {})
 
     assert not emitted.is_error, emitted.content

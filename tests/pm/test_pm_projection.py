@@ -144,6 +144,22 @@ def test_rejected_event_recorded(runtime: Runtime) -> None:
     assert [task.id for task in status.ready] == ["a"]
 
 
+def test_forged_completion_of_blocked_task_rejected(runtime: Runtime) -> None:
+    _chain(runtime)
+
+    # Appended straight to the log, as a replayed or hand-written event would be, so complete_task never checks it.
+    forged = _append(runtime, "task.completed", {"task_id": "c"})
+
+    failures = {e.payload["event_id"]: e for e in _events(runtime, "event.failed")}
+    status = runtime.pm.project_status("shop")
+    detail = runtime.pm.task_detail("c")
+    assert detail.task.status == "open"
+    assert "waits for open tasks b" in str(failures[forged.id].payload["error"])
+    assert failures[forged.id].payload["reason"] == "rejected"
+    assert any(forged.id in warning for warning in status.warnings)
+    assert status.project.progress.completed == 0
+
+
 def test_code_change_in_timeline(project: Project, runtime: Runtime) -> None:
     _chain(runtime)
     first = _save(project, runtime, "src/cart.py", "# @touchpoint checkout-total Sums\ndef total():\n    return 0\n")

@@ -135,3 +135,39 @@ async def test_relay_command_publishes_and_stops(machines: tuple[Machine, Machin
     assert process.returncode == 0
     assert stdout_path.read_bytes() == b""
     assert "relay stopped after publishing 1 and applying 0 events" in stderr_path.read_text()
+
+
+async def test_server_relay_stops_on_sigterm(machines: tuple[Machine, Machine], tmp_path: Path) -> None:
+    a, _ = machines
+    note = a.runtime.emit("note.added", {"text": "from the server"}, source="test")
+    command = [sys.executable, "-m", "mcp_server", "serve"]
+    stderr_path = tmp_path / "serve.err"
+
+    async def published() -> bool:
+        try:
+            messages = await stream_messages(SYSTEM_NATS, a.settings)
+        except nats.js.errors.NotFoundError:  # the relay creates the stream when it connects
+            return False
+        # The server publishes its own start-up events (module.loaded, schema.updated) too.
+        return note.id in [headers.get("Nats-Msg-Id") for _, headers, _ in messages]
+
+    with stderr_path.open("wb") as stderr:
+        # stdin stays open, as when Claude Code stops a server that does not exit on its own
+        process = await anyio.open_process(command, env={**os.environ, **_team_env(a)}, stderr=stderr)
+        try:
+            with anyio.fail_after(30):
+                while not await published():
+                    assert process.returncode is None, stderr_path.read_text()
+                    await anyio.sleep(0.05)
+                process.send_signal(signal.SIGTERM)
+                await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await process.aclose()
+
+    log = stderr_path.read_text()
+    assert process.returncode == -signal.SIGTERM
+    assert "relay stopped after publishing" in log
+    assert "eventsync server stopped" in log

@@ -145,3 +145,62 @@ async def test_startup_index_disabled(committed: Project) -> None:
     # indexes would have appended an event per file.
     assert report["changed"] == 2
     assert modified["total"] == 2
+
+
+async def test_file_name_not_utf8_keeps_server_up(committed: Project) -> None:
+    root = os.fsencode(committed.root)
+    with open(os.path.join(root, b"b\xe9.py"), "wb") as handle:
+        handle.write(b"# @touchpoint e-tp x\nx = 1\n")
+    os.mkdir(os.path.join(root, b"untracked-\xff"))
+    with open(os.path.join(root, b"untracked-\xff", b"more.py"), "wb") as handle:
+        handle.write(b"# @touchpoint more-tp\n")
+
+    with anyio.fail_after(60):
+        async with _client(committed, auto_index=True) as client:
+            with anyio.fail_after(30):
+                while (listing := await _call(client, "list_touchpoints"))["total"] < len(EXPECTED):
+                    await anyio.sleep(0.05)
+            report = await _call(client, "index_project")
+            emitted = await _call(client, "emit_event", {"type": "note.added", "payload": {"text": "still up"}})
+            stats = await _call(client, "log_stats")
+
+    assert _locations(listing) == EXPECTED
+    assert sorted(entry["path"] for entry in report["unreadable"]) == ["b\\xe9.py", "untracked-\\xff/more.py"]
+    assert emitted["stored"]
+    assert stats["parked_events"] == 0
+
+
+async def test_startup_index_failure_keeps_server_up(committed: Project) -> None:
+    marker = committed.root / "index-attempted"
+    parameters = StdioServerParameters(
+        command=sys.executable, args=["-m", "mcp_server", "serve"], cwd=str(committed.root),
+        env={"CLAUDE_PROJECT_DIR": str(committed.root), "PYTHONPATH": str(TESTS),
+             "XDG_STATE_HOME": os.environ.get("XDG_STATE_HOME", ""), "EVENTSYNC_MODULES": "support_modules:failing_index"},
+    )
+
+    with anyio.fail_after(60):
+        async with Client(parameters, mode="legacy") as client:
+            with anyio.fail_after(30):
+                while not marker.exists():
+                    await anyio.sleep(0.05)
+            await anyio.sleep(0.5)
+            listing = await _call(client, "list_touchpoints")
+            emitted = await _call(client, "emit_event", {"type": "note.added", "payload": {"text": "still up"}})
+
+    assert listing["total"] == 0
+    assert emitted["stored"]
+
+
+async def test_first_call_waits_for_startup_index(project: Project) -> None:
+    # Enough files that the start-up index is still running when the first call arrives.
+    for number in range(300):
+        project.write(f"src/m{number:03d}.py", f"# @touchpoint mark-{number}\nvalue = {number}\n")
+
+    with anyio.fail_after(120):
+        async with _client(project, auto_index=True) as client:
+            first = await _call(client, "list_touchpoints", {"limit": 1000})
+            search = await _call(client, "search_touchpoints", {"query": "mark"})
+
+    note = first.get("note") or ""
+    assert first["total"] == 300 or "still indexing" in note, (first["total"], note)
+    assert search["hits"]

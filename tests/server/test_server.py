@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +107,8 @@ async def test_failing_handler_reported(project: Project) -> None:
 
     with anyio.fail_after(60):
         async with _client(project, "support_modules:exploding") as client:
-            first = await _call(client, "emit_event", {"type": "file.saved", "payload": {"path": "src/a.py"}})
-            second = await _call(client, "emit_event", {"type": "file.saved", "payload": {"path": "src/b.py"}})
+            first = await _call(client, "emit_event", {"type": "note.added", "payload": {"path": "src/a.py"}})
+            second = await _call(client, "emit_event", {"type": "note.added", "payload": {"path": "src/b.py"}})
             touchpoints = await _call(client, "list_touchpoints")
             search = await _call(client, "search_touchpoints", {"query": "alpha"})
             with anyio.fail_after(10):
@@ -159,7 +161,7 @@ def test_stdout_carries_only_json_rpc(project: Project) -> None:
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-            "name": "emit_event", "arguments": {"type": "file.saved", "payload": {"path": "src/a.py"}}}},
+            "name": "emit_event", "arguments": {"type": "note.added", "payload": {"path": "src/a.py"}}}},
         {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "list_touchpoints", "arguments": {}}},
     ]
     process = subprocess.Popen(
@@ -189,3 +191,106 @@ def test_stdout_carries_only_json_rpc(project: Project) -> None:
     for text in ("handler says hi", "careful", "deprecated thing", "git version"):
         assert text in noise
     assert b"handler says hi" not in b"".join(lines)
+
+
+async def test_errors_carry_their_message(project: Project) -> None:
+    with anyio.fail_after(60):
+        async with _client(project) as client:
+            cursor = await client.call_tool("query_events", {"cursor": 99999999999999999999})
+            position = await client.call_tool("query_events", {"since_position": 99999999999999999999})
+            offset = await client.call_tool("list_touchpoints", {"offset": 99999999999999999999})
+            payload = await client.call_tool("query_events", {"payload": {"path": 99999999999999999999}})
+            since = await client.call_tool("query_events", {"since": "yesterday"})
+            until = await client.call_tool("query_events", {"until": "2026-13-45T99:00:00Z"})
+            completed = await client.call_tool("emit_event", {"type": "task.completed", "payload": {"task_id": "x2"}})
+            failed = await client.call_tool("emit_event", {"type": "event.failed", "payload": {}})
+            listed = await _call(client, "query_events", {"type": ["task.completed", "event.failed"]})
+
+    for name, result in {"cursor": cursor, "since_position": position, "offset": offset, "payload": payload}.items():
+        assert result.is_error, name
+        assert name in result.content[0].text, (name, result.content[0].text)
+        assert "9223372036854775807" in result.content[0].text, (name, result.content[0].text)
+    assert since.is_error
+    assert "invalid since 'yesterday'" in since.content[0].text
+    assert "ISO 8601" in since.content[0].text
+    assert until.is_error
+    assert "invalid until '2026-13-45T99:00:00Z'" in until.content[0].text
+    assert completed.is_error
+    assert "cannot emit 'task.completed'" in completed.content[0].text
+    assert "complete_task" in completed.content[0].text
+    assert failed.is_error
+    assert "cannot emit 'event.failed'" in failed.content[0].text
+    assert listed["total"] == 0
+
+
+async def test_time_filters_parse_offsets(project: Project) -> None:
+    with anyio.fail_after(60):
+        async with _client(project) as client:
+            emitted = await _call(client, "emit_event", {"type": "note.added", "payload": {"text": "timed"}})
+            [event] = (await _call(client, "query_events", {"type": "note.added"}))["events"]
+            moment = datetime.fromisoformat(event["timestamp"])
+            before = (moment - timedelta(seconds=1)).astimezone(timezone(timedelta(hours=5))).isoformat()
+            whole_second = event["timestamp"][:19] + "Z"
+            naive = (moment - timedelta(seconds=1)).replace(tzinfo=None).isoformat()
+            since_offset = await _call(client, "query_events", {"type": "note.added", "since": before})
+            until_offset = await _call(client, "query_events", {"type": "note.added", "until": before})
+            since_second = await _call(client, "query_events", {"type": "note.added", "since": whole_second})
+            since_naive = await _call(client, "query_events", {"type": "note.added", "since": naive})
+
+    assert event["id"] == emitted["id"]
+    assert since_offset["total"] == 1
+    assert until_offset["total"] == 0
+    assert since_second["total"] == 1
+    assert since_naive["total"] == 1
+
+
+async def test_get_context_while_write_lock_held(project: Project) -> None:
+    project.write("src/shop.py", "# @touchpoint checkout-total Sums the cart\ndef total():\n    return 0\n")
+    project.run_hook({"session_id": "s-lock", "hook_event_name": "PostToolUse", "tool_name": "Write",
+                      "tool_input": {"file_path": str(project.root / "src/shop.py")}, "tool_use_id": "toolu_l"})
+
+    with anyio.fail_after(60):
+        async with _client(project) as client:
+            await _call(client, "list_touchpoints")
+            holder = subprocess.Popen(
+                [sys.executable, "-c", "import sqlite3, sys\n"
+                 "connection = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                 "connection.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\nsys.stdin.readline()\n",
+                 str(project.root / ".eventsync" / "events.db")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )
+            try:
+                assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+                first = await client.call_tool("get_context", {"name": "checkout-total"})
+                second = await client.call_tool("get_context", {"name": "checkout-total"})
+            finally:
+                holder.communicate("\n", timeout=30)
+
+    for result in (first, second):
+        assert not result.is_error, result.content
+        assert result.structured_content is not None
+        assert "def total():" in result.structured_content["locations"][0]["code"]
+    assert first.structured_content is not None and not first.structured_content["cached"]
+
+
+def test_sigterm_stops_cleanly(project: Project) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mcp_server", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, cwd=project.root, env={**os.environ, **_server_env(project)},
+    )
+    assert process.stderr is not None
+    started: list[bytes] = []
+    while b"first full index" not in (line := process.stderr.readline()):  # the lifespan has started its tasks
+        assert line, b"".join(started).decode()
+        started.append(line)
+
+    process.send_signal(signal.SIGTERM)  # stdin stays open, as when Claude Code gives up waiting for the server
+    stderr = process.stderr.read()  # returns once the process has exited
+    process.wait(timeout=30)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.close()
+    process.stdout.close()
+
+    assert process.returncode == -signal.SIGTERM
+    assert b"received SIGTERM; stopping" in stderr
+    assert b"eventsync server stopped" in stderr
