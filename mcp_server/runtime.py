@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from mcp_server import paths
@@ -23,9 +23,9 @@ from mcp_server.errors import ConfigurationError, InvalidEventError, NotFoundErr
 from mcp_server.events import make_event
 from mcp_server.ingest import ingest_pending, pending_files, rejected_files
 from mcp_server.modules.activity import Analytics, Notifications
-from mcp_server.modules.context import ContextCache, build_context
+from mcp_server.modules.context import ContextCache, FileStamp, build_context, file_stamps
 from mcp_server.modules.reconcile import Reconciler
-from mcp_server.modules.search import SearchHit, SearchIndex
+from mcp_server.modules.search import SearchHits, SearchIndex
 from mcp_server.modules.touchpoints import TouchpointIndex, TouchpointRow
 from mcp_server.pm.service import PMService
 from mcp_server.retention import RetentionRule, apply_retention
@@ -281,6 +281,19 @@ class Runtime:
             )
             logger.info("read without catching up: %s", self._reads.note)
 
+    def announce_modules(self, *, short_lock_wait: bool = False) -> None:
+        """Append ``module.loaded`` and ``schema.updated`` for modules and payload schemas that changed.
+
+        With ``short_lock_wait`` the write waits :data:`READ_LOCK_WAIT` seconds
+        for the lock instead of the log's busy timeout.
+
+        Raises:
+            StoreLockedError: something changed and another process held the write lock.
+        """
+        with self._short_lock_wait() if short_lock_wait else nullcontext():
+            self.modules.announce(self.log)
+            self.schema.sync()
+
     @contextmanager
     def _short_lock_wait(self) -> Iterator[None]:
         """Make this thread's writes give up after :data:`READ_LOCK_WAIT` seconds instead of the log's busy timeout."""
@@ -343,7 +356,7 @@ class Runtime:
         rows = TouchpointIndex.query(connection, name=name, path=path, limit=limit, offset=offset)
         return rows, TouchpointIndex.count(connection, name=name, path=path)
 
-    def search_touchpoints(self, text: str, *, limit: int = 20) -> list[SearchHit]:
+    def search_touchpoints(self, text: str, *, limit: int = 20) -> SearchHits:
         """Return touchpoints whose name, description or path match ``text``, best first."""
         self.prepare_read()
         return SearchIndex.search(self.log.connection, text, limit=limit)
@@ -355,7 +368,7 @@ class Runtime:
             NotFoundError: no touchpoint has that name.
         """
         self.prepare_read()
-        cached = ContextCache.lookup(self.log.connection, name)
+        cached = ContextCache.lookup(self.log.connection, name, self.root)
         # A held write lock already cost this read one wait; the cache's writes do not wait again.
         writable = self.read_note() is None and self._count_context_use("hits" if cached else "misses")
         if cached is not None:
@@ -368,9 +381,10 @@ class Runtime:
                 f"no touchpoint named {name!r}; find existing names with list_touchpoints or search_touchpoints "
                 "('eventsync touchpoints' or 'eventsync search' on the command line)"
             )
+        stamps = file_stamps(self.root, {row.path for row in rows})
         body, files = build_context(self.root, name, rows)
         if writable:
-            self._cache_if_current(name, body, files, head)
+            self._cache_if_current(name, body, files, stamps, head)
         return {**body, "cached": False}
 
     def _count_context_use(self, counter: str) -> bool:
@@ -383,13 +397,15 @@ class Runtime:
             return False
         return True
 
-    def _cache_if_current(self, name: str, body: dict[str, Any], files: list[str], head: int) -> None:
+    def _cache_if_current(
+        self, name: str, body: dict[str, Any], files: list[str], stamps: dict[str, FileStamp | None], head: int
+    ) -> None:
         """Cache ``body`` unless events arrived while it was built (they may have made it stale)."""
         try:
             with self._short_lock_wait(), self.log.transaction() as connection:
                 if self.log.head() != head or self.log.checkpoint(self.context.name, connection) != head:
                     return
-                ContextCache.store(connection, name, body, files)
+                ContextCache.store(connection, name, body, files, stamps)
         except StoreLockedError:
             logger.info("did not cache context for %r: another process held the write lock", name)
         except StoreError as exc:

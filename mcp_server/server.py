@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from mcp_server import __version__, jsoncodec
 from mcp_server.bus import EventBus
-from mcp_server.errors import EventsyncError
+from mcp_server.errors import EventsyncError, StoreLockedError
 from mcp_server.events import Event, check_emittable
 from mcp_server.pm.tools import register_tools as register_pm_tools
 from mcp_server.runtime import Runtime
@@ -54,6 +54,9 @@ RETENTION_INTERVAL = 3600.0
 
 IDLE_WAL_CHECKPOINT = 5.0
 """Seconds without new events after which the server truncates the WAL file (about 1 ms when idle)."""
+
+ANNOUNCE_RETRY_INTERVAL = 1.0
+"""Seconds between attempts to record loaded modules after another process held the write lock at start-up."""
 
 STARTUP_INDEX_WAIT = 20.0
 """Seconds a touchpoint tool waits for the start-up index to finish before it returns what is indexed so far."""
@@ -165,7 +168,7 @@ class SearchTouchpointsResult(BaseModel):
     hits: list[SearchHitOut]
     note: str | None = Field(
         default=None, description="Set when the result may be incomplete: the start-up index is still running, "
-        "or another process held the event log's write lock."
+        "another process held the event log's write lock, or the query had too many hits to rank them all."
     )
 
 
@@ -262,15 +265,43 @@ def _fit(items: list[Any], budget: int = MAX_RESULT_CHARS) -> int:
 
 
 def _load_extra_modules(state: ServerState) -> None:
-    """Start the runtime's local modules and those in ``EVENTSYNC_MODULES``, then announce changes.
+    """Start the runtime's local modules and those in ``EVENTSYNC_MODULES``."""
+    state.runtime.modules.start(state.bus, env_modules=os.environ.get("EVENTSYNC_MODULES", ""))
+
+
+async def _announce_modules(state: ServerState) -> bool:
+    """Record changed modules and payload schemas in the log; return False when another process held the lock.
 
     ``module.loaded`` and ``schema.updated`` are appended only when a module's
     capabilities or a payload schema differ from what the log recorded last.
+    The write waits only briefly for the lock, so a stuck writer cannot hold
+    up start-up, and reads are served from the log as last committed meanwhile.
     """
-    modules = state.runtime.modules
-    modules.start(state.bus, env_modules=os.environ.get("EVENTSYNC_MODULES", ""))
-    modules.announce(state.runtime.log)
-    state.runtime.schema.sync()
+    try:
+        await anyio.to_thread.run_sync(lambda: state.runtime.announce_modules(short_lock_wait=True))
+    except StoreLockedError as exc:
+        logger.warning("could not record loaded modules yet: %s; retrying in the background", exc)
+        return False
+    return True
+
+
+async def _announce_modules_later(state: ServerState) -> None:
+    """Retry recording loaded modules until the write lock is free."""
+    attempts = 1
+    while True:
+        await anyio.sleep(ANNOUNCE_RETRY_INTERVAL)
+        attempts += 1
+        try:
+            await anyio.to_thread.run_sync(lambda: state.runtime.announce_modules(short_lock_wait=True))
+        except StoreLockedError as exc:
+            if attempts % 30 == 0:  # one warning every 30 attempts, not one per attempt
+                logger.warning("still cannot record loaded modules after %d attempts: %s", attempts, exc)
+            continue
+        except EventsyncError as exc:
+            logger.error("could not record loaded modules: %s; restart the server to retry", exc)
+            return
+        logger.info("recorded loaded modules after %d attempts", attempts)
+        return
 
 
 async def _tail(state: ServerState, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -337,12 +368,15 @@ def create_server(root: str | None = None, *, on_stopped: Callable[[], None] | N
         bus = EventBus(runtime.log, source="mcp")
         state = ServerState(runtime=runtime, bus=bus, session_id=os.environ.get("CLAUDE_CODE_SESSION_ID") or None)
         _load_extra_modules(state)
+        announced = await _announce_modules(state)
         logger.info("eventsync %s serving project %s (log %s)", __version__, runtime.root, runtime.log.path)
         try:
             async with anyio.create_task_group() as group:
                 await group.start(bus.run)
                 await group.start(_tail, state)
                 group.start_soon(_index_if_empty, state)
+                if not announced:
+                    group.start_soon(_announce_modules_later, state)
                 if runtime.config.settings.webhooks:
                     from mcp_server.integrations.webhooks import WebhookDispatcher
 
@@ -420,6 +454,7 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
                 after=since_position, before=until_position, since=since, until=until,
                 payload_equals=tuple((payload or {}).items()), text=text,
             )
+            query.validate_request()
         except EventsyncError as exc:
             raise ToolError(str(exc)) from exc
         runtime = _state(ctx).runtime
@@ -469,7 +504,7 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         indexing = await _startup_index_note(state)
         hits, stale = await _read(state.runtime, state.runtime.search_touchpoints, query, limit=max(1, min(limit, 100)))
         return SearchTouchpointsResult(hits=[SearchHitOut(**hit.to_dict()) for hit in hits],
-                                       note=_join_notes(indexing, stale))
+                                       note=_join_notes(indexing, stale, hits.note))
 
     @server.tool(annotations=read_only)
     async def get_context(ctx: Context[Any, Any], name: str) -> GetContextResult:

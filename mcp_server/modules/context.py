@@ -12,6 +12,11 @@ invalidates entries exactly when needed:
 * ``touchpoint.updated`` also drops the entries of names added to, removed
   from or moved within that file, because their set of locations changed.
 
+An edit made outside the hooks emits no event, so each entry also records the
+size and ``mtime_ns`` of its files, and a lookup whose files changed on disk
+is a miss. NOTE: a rewrite that keeps the size and lands within the file
+system's timestamp granularity (a few milliseconds on Linux) goes unnoticed.
+
 Each invalidation emits one ``context.invalidated`` event naming the entries.
 Hit, miss and invalidation counts are kept for statistics.
 """
@@ -19,7 +24,9 @@ Hit, miss and invalidation counts are kept for statistics.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mcp_server import ids
@@ -27,14 +34,17 @@ from mcp_server.events import make_event
 from mcp_server.store.base import StoredEvent
 from mcp_server.touchpoints.extract import decode_text
 
-__all__ = ["ContextCache"]
+__all__ = ["ContextCache", "FileStamp", "file_stamps"]
+
+FileStamp = tuple[int, int]
+"""A file's ``(size, mtime_ns)``, compared to tell whether it changed since an entry was built."""
 
 
 class ContextCache:
     """Durable consumer that owns the ``context_cache`` tables."""
 
     name = "context"
-    version = 2
+    version = 3
     subscriptions = ("file.saved", "code.modified", "code.deleted", "touchpoint.updated")
     depends_on = ("touchpoints",)
     prepare_inline = True  # prepare does no I/O; see mcp_server.consumers.Projection
@@ -46,8 +56,9 @@ class ContextCache:
             "CREATE TABLE IF NOT EXISTS context_cache (name TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID"
         )
         connection.execute(
-            "CREATE TABLE IF NOT EXISTS context_files (path TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (path, name))"
-            " WITHOUT ROWID"
+            # size and mtime_ns are NULL when the file could not be read as the entry was built
+            "CREATE TABLE IF NOT EXISTS context_files (path TEXT NOT NULL, name TEXT NOT NULL, size INTEGER,"
+            " mtime_ns INTEGER, PRIMARY KEY (path, name)) WITHOUT ROWID"
         )
         connection.execute(
             "CREATE TABLE IF NOT EXISTS context_stats (counter TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID"
@@ -104,20 +115,40 @@ class ContextCache:
     # -- cache access ----------------------------------------------------------------
 
     @staticmethod
-    def lookup(connection: sqlite3.Connection, name: str) -> dict[str, Any] | None:
-        """Return the cached result for ``name``, or None."""
+    def lookup(connection: sqlite3.Connection, name: str, root: str) -> dict[str, Any] | None:
+        """Return the cached result for ``name``, or None when there is none or one of its files changed on disk."""
         row = connection.execute("SELECT body FROM context_cache WHERE name = ?", (name,)).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        recorded = {
+            str(path): None if size is None or mtime_ns is None else (int(size), int(mtime_ns))
+            for path, size, mtime_ns in connection.execute(
+                "SELECT path, size, mtime_ns FROM context_files WHERE name = ?", (name,)
+            )
+        }
+        if file_stamps(root, recorded) != recorded:
+            return None
+        return json.loads(row[0])  # type: ignore[no-any-return]
 
     @staticmethod
-    def store(connection: sqlite3.Connection, name: str, body: dict[str, Any], files: list[str]) -> None:
-        """Cache ``body`` for ``name``, remembering which files it includes."""
+    def store(
+        connection: sqlite3.Connection,
+        name: str,
+        body: dict[str, Any],
+        files: list[str],
+        stamps: Mapping[str, FileStamp | None],
+    ) -> None:
+        """Cache ``body`` for ``name``, remembering which files it includes and their stamps before it was built."""
         connection.execute(
             "INSERT OR REPLACE INTO context_cache (name, body) VALUES (?, ?)", (name, json.dumps(body, ensure_ascii=False))
         )
         connection.execute("DELETE FROM context_files WHERE name = ?", (name,))
+        rows = []
+        for path in files:
+            stamp = stamps.get(path)
+            rows.append((path, name, stamp[0] if stamp else None, stamp[1] if stamp else None))
         connection.executemany(
-            "INSERT OR IGNORE INTO context_files (path, name) VALUES (?, ?)", [(path, name) for path in files]
+            "INSERT OR IGNORE INTO context_files (path, name, size, mtime_ns) VALUES (?, ?, ?, ?)", rows
         )
 
     @staticmethod
@@ -136,6 +167,26 @@ class ContextCache:
         stats.update({str(k): int(v) for k, v in connection.execute("SELECT counter, value FROM context_stats")})
         stats["entries"] = int(connection.execute("SELECT count(*) FROM context_cache").fetchone()[0])
         return stats
+
+
+def file_stamps(root: str, project_paths: Iterable[str]) -> dict[str, FileStamp | None]:
+    """Return each project-relative path's ``(size, mtime_ns)``, or None when it cannot be read.
+
+    Take the stamps before reading the files for an entry: an edit between the
+    two then shows as a changed stamp at the next lookup instead of going unseen.
+    The paths come from the touchpoint index, which holds only paths inside the
+    project, so they are joined to ``root`` without resolving symlinks: a cache
+    hit then costs one ``stat`` per file.
+    """
+    stamps: dict[str, FileStamp | None] = {}
+    for path in project_paths:
+        try:
+            status = os.stat(os.path.join(root, path))
+        except OSError:
+            stamps[path] = None
+            continue
+        stamps[path] = (status.st_size, status.st_mtime_ns)
+    return stamps
 
 
 def _changed_names(summary: dict[str, Any]) -> set[str]:

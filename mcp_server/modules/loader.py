@@ -432,14 +432,20 @@ class ModuleSet:
     # -- announcing --------------------------------------------------------------------
 
     def announce(self, log: SQLiteEventLog) -> list[StoredEvent]:
-        """Append ``module.loaded`` for each module whose capabilities changed since last recorded; return them."""
+        """Append ``module.loaded`` for each module whose capabilities changed since last recorded; return them.
+
+        Takes no write lock when nothing changed, so a server starts while
+        another process holds the lock.
+
+        Raises:
+            StoreLockedError: something changed and the write lock could not be taken.
+        """
+        if not self._changed_since(_recorded_modules(log.connection)):
+            return []
         appended: list[StoredEvent] = []
         with log.transaction() as connection:
             create_modules_table(connection)
-            recorded = {
-                str(row[0]): (str(row[1]), str(row[2]))
-                for row in connection.execute("SELECT name, fingerprint, event_id FROM loaded_modules")
-            }
+            recorded = _recorded_modules(connection) or {}
             for loaded in self.modules:
                 capabilities = loaded.capabilities()
                 fingerprint = schema_fingerprint(capabilities)
@@ -461,9 +467,29 @@ class ModuleSet:
                 connection.execute("DELETE FROM loaded_modules WHERE name = ?", (name,))
         return appended
 
+    def _changed_since(self, recorded: dict[str, tuple[str, str]] | None) -> bool:
+        """Return True when a module's capabilities differ from ``recorded`` or a recorded module is gone."""
+        if recorded is None:
+            return True
+        current = {loaded.name: schema_fingerprint(loaded.capabilities()) for loaded in self.modules}
+        return {name: fingerprint for name, (fingerprint, _) in recorded.items()} != current
+
     def by_name(self, name: str) -> LoadedModule | None:
         """Return the loaded module ``name``, or None."""
         return next((loaded for loaded in self.modules if loaded.name == name), None)
+
+
+def _recorded_modules(connection: sqlite3.Connection) -> dict[str, tuple[str, str]] | None:
+    """Return each recorded module's (fingerprint, last module.loaded id), or None before the table exists."""
+    exists = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'loaded_modules'"
+    ).fetchone()
+    if exists is None:
+        return None
+    return {
+        str(row[0]): (str(row[1]), str(row[2]))
+        for row in connection.execute("SELECT name, fingerprint, event_id FROM loaded_modules")
+    }
 
 
 def create_modules_table(connection: sqlite3.Connection) -> None:

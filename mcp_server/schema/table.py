@@ -66,12 +66,15 @@ def create_schema_table(connection: sqlite3.Connection) -> None:
     )
 
 
+def _schema_table_exists(connection: sqlite3.Connection) -> bool:
+    return connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_schemas'"
+    ).fetchone() is not None
+
+
 def load_schemas(connection: sqlite3.Connection) -> dict[str, StoredSchema]:
     """Return every stored schema by type; empty when the table does not exist yet."""
-    exists = connection.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'event_schemas'"
-    ).fetchone()
-    if not exists:
+    if not _schema_table_exists(connection):
         return {}
     rows = connection.execute(
         "SELECT type, version, owner, description, json_schema, fingerprint, updated_position FROM event_schemas"
@@ -179,6 +182,9 @@ def sync_registry(log: SQLiteEventLog, registry: SchemaRegistry, *, source: str 
     recorded the same change first.
     """
     current = registry.entries()
+    # Checked before taking the write lock, so a server starts while another process holds the lock.
+    if _schema_table_exists(log.connection) and schema_changes(load_schemas(log.connection), current) is None:
+        return None
     with log.transaction() as connection:
         create_schema_table(connection)
         stored = load_schemas(connection)

@@ -231,3 +231,22 @@ def test_context_of_notebook_cell(project: Project, runtime: Runtime) -> None:
     assert cell["cell"] == 1
     assert cell["code"] == "# @touchpoint nb-load Loads the data\ndata = load()"
     assert "café" in legacy["code"]
+
+
+def test_context_rebuilt_after_edit_outside_hook(project: Project, runtime: Runtime) -> None:
+    project.write("src/c.py", "# @touchpoint gamma\ndef c():\n    return 1\n")
+    _save(runtime, "src/c.py")
+    first = runtime.get_context("gamma")
+    second = runtime.get_context("gamma")
+
+    # A different length, so the size changes even where the clock is too coarse to move mtime_ns.
+    project.write("src/c.py", "# @touchpoint gamma\ndef c():\n    return 1000\n")
+    third = runtime.get_context("gamma")
+    fourth = runtime.get_context("gamma")
+
+    assert first["cached"] is False
+    assert second["cached"] is True
+    assert third["cached"] is False
+    assert "return 1000" in third["locations"][0]["code"]
+    assert fourth["cached"] is True
+    assert "return 1000" in fourth["locations"][0]["code"]

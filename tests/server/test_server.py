@@ -101,6 +101,27 @@ async def test_errors_are_tool_errors(project: Project) -> None:
     assert bad_pattern.is_error
 
 
+async def test_query_bad_filters_rejected(project: Project) -> None:
+    with anyio.fail_after(60):
+        async with _client(project) as client:
+            wordless = {text: await client.call_tool("query_events", {"text": text}) for text in ("*", '"', "(")}
+            source = await client.call_tool("query_events", {"source": ""})
+            positions = await client.call_tool("query_events", {"since_position": 9, "until_position": 3})
+            times = await client.call_tool("query_events", {"since": "2026-12-05", "until": "2026-12-04"})
+            valid = await client.call_tool("query_events", {"text": "file*", "since_position": 0, "until_position": 9})
+
+    for text, result in wordless.items():
+        assert result.is_error, text
+        assert "contains no words" in result.content[0].text, text
+    assert source.is_error
+    assert "invalid source ''" in source.content[0].text
+    assert positions.is_error
+    assert "since_position 9 is not below until_position 3" in positions.content[0].text
+    assert times.is_error
+    assert "invalid time range" in times.content[0].text
+    assert not valid.is_error, valid.content[0].text
+
+
 async def test_failing_handler_reported(project: Project) -> None:
     project.write("src/a.py", "# @touchpoint alpha\n")
     project.write("src/b.py", "# @touchpoint beta\n")
@@ -294,3 +315,60 @@ def test_sigterm_stops_cleanly(project: Project) -> None:
     assert process.returncode == -signal.SIGTERM
     assert b"received SIGTERM; stopping" in stderr
     assert b"eventsync server stopped" in stderr
+
+
+def _hold_write_lock(project: Project) -> subprocess.Popen[str]:
+    """Start a second process that takes the log's write lock and keeps it until a line arrives on its stdin."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys\n"
+         "connection = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "connection.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\nsys.stdin.readline()\n",
+         str(project.root / ".eventsync" / "events.db")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    return holder
+
+
+async def test_starts_while_write_lock_held(project: Project) -> None:
+    project.write("src/shop.py", "# @touchpoint checkout-total Sums the cart\ndef total():\n    return 0\n")
+    with anyio.fail_after(60):
+        async with _client(project) as client:
+            await _call(client, "list_touchpoints")
+
+    holder = _hold_write_lock(project)
+    try:
+        with anyio.fail_after(60):
+            async with _client(project) as client:
+                touchpoints = await _call(client, "list_touchpoints")
+                events = await _call(client, "query_events", {"type": "module.loaded", "limit": 100})
+    finally:
+        holder.communicate("\n", timeout=30)
+
+    assert [t["name"] for t in touchpoints["touchpoints"]] == ["checkout-total"]
+    assert events["total"] > 0
+
+
+async def test_announces_modules_after_lock_released(project: Project) -> None:
+    with anyio.fail_after(60):
+        async with _client(project) as client:
+            await _call(client, "log_stats")
+
+    holder = _hold_write_lock(project)
+    released = False
+    try:
+        with anyio.fail_after(120):
+            async with _client(project, "support_modules:exploding") as client:
+                before = await _call(client, "query_events", {"type": "module.loaded", "limit": 100})
+                holder.communicate("\n", timeout=30)
+                released = True
+                while True:
+                    after = await _call(client, "query_events", {"type": "module.loaded", "limit": 100})
+                    if any(event["payload"]["name"] == "support_modules:exploding" for event in after["events"]):
+                        break
+                    await anyio.sleep(0.1)
+    finally:
+        if not released:
+            holder.communicate("\n", timeout=30)
+
+    assert all(event["payload"]["name"] != "support_modules:exploding" for event in before["events"])
