@@ -14,7 +14,8 @@ count: ranking 50,000 hits took 100 to 130 ms on a 2-vCPU virtual machine
 (``bench/bench_search.py``). A query with more than
 :data:`EXACT_RANKING_LIMIT` hits is therefore ranked over
 :data:`RANKED_CANDIDATES` of them, chosen without scoring. Every other query
-gets the full ranking. :meth:`SearchIndex.search` describes which hits are chosen.
+gets the full ranking. :meth:`SearchIndex.search` describes which hits are chosen,
+and the returned :class:`SearchHits` carry a note when they come from that bounded ranking.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
-from mcp_server.store.base import StoredEvent
+from mcp_server.store.base import StoredEvent, text_tokens
 from mcp_server.store.sqlite import fts_query
 
-__all__ = ["SearchHit", "SearchIndex", "fts_query"]
+__all__ = ["SearchHit", "SearchHits", "SearchIndex", "fts_query"]
 
 _SNIPPET_TOKENS = 12
 
@@ -36,6 +38,9 @@ EXACT_RANKING_LIMIT = 2000
 
 RANKED_CANDIDATES = 1000
 """Hits ranked for a query with more than :data:`EXACT_RANKING_LIMIT` hits."""
+
+NAME_MATCHES_READ = 4
+"""Name matches read per candidate, in rowid order, to pick those with the fewest name words among them."""
 
 _COPIED = "name, description, path, symbol, language, line, symbol_kind"
 """Columns of a touchpoint copied into the FTS5 table, in its column order."""
@@ -71,11 +76,19 @@ class SearchHit:
         return hit
 
 
+class SearchHits(list[SearchHit]):
+    """Ranked hits, best first, with ``note`` set when only some of the query's hits were ranked."""
+
+    def __init__(self, hits: list[SearchHit] | None = None, note: str | None = None) -> None:
+        super().__init__(hits or [])
+        self.note = note
+
+
 class SearchIndex:
     """Durable consumer that keeps the ``touchpoint_search`` FTS5 table."""
 
     name = "search"
-    version = 3
+    version = 4
     subscriptions = ("file.saved", "code.modified", "code.deleted", "touchpoint.updated")
     depends_on = ("touchpoints",)
     prepare_inline = True  # prepare does no I/O; see mcp_server.consumers.Projection
@@ -89,11 +102,16 @@ class SearchIndex:
             " tokenize = 'unicode61')"
         )
         # FTS5 cannot index a column for equality, so `DELETE ... WHERE path = ?` read every row;
-        # this table finds a file's rowids through a B-tree index instead.
+        # this table finds a file's rowids through a B-tree index instead. Its name index finds
+        # the touchpoints named exactly as a query, which a bounded ranking must not miss.
         connection.execute(
-            "CREATE TABLE IF NOT EXISTS touchpoint_search_rows (id INTEGER PRIMARY KEY, path TEXT NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS touchpoint_search_rows "
+            "(id INTEGER PRIMARY KEY, path TEXT NOT NULL, name TEXT NOT NULL, name_words INTEGER NOT NULL)"
         )
         connection.execute("CREATE INDEX IF NOT EXISTS touchpoint_search_rows_by_path ON touchpoint_search_rows (path)")
+        connection.execute(
+            "CREATE INDEX IF NOT EXISTS touchpoint_search_rows_by_name ON touchpoint_search_rows (name COLLATE NOCASE)"
+        )
 
     def drop(self, connection: sqlite3.Connection) -> None:
         """Drop the FTS5 table and its row list."""
@@ -137,7 +155,8 @@ class SearchIndex:
         first = int(connection.execute("SELECT coalesce(max(id), 0) + 1 FROM touchpoint_search_rows").fetchone()[0])
         ids = range(first, first + len(rows))
         connection.executemany(
-            "INSERT INTO touchpoint_search_rows (id, path) VALUES (?, ?)", [(id_, path) for id_ in ids]
+            "INSERT INTO touchpoint_search_rows (id, path, name, name_words) VALUES (?, ?, ?, ?)",
+            [(id_, path, row[0], len(text_tokens(row[0]))) for id_, row in zip(ids, rows)],
         )
         connection.executemany(
             f"INSERT INTO touchpoint_search (rowid, {_COPIED}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -153,20 +172,22 @@ class SearchIndex:
         limit: int = 20,
         exact_limit: int = EXACT_RANKING_LIMIT,
         candidates: int = RANKED_CANDIDATES,
-    ) -> list[SearchHit]:
+    ) -> SearchHits:
         """Return up to ``limit`` touchpoints matching ``text``, best first.
 
         A query with at most ``exact_limit`` hits is ranked over all of them.
-        One with more is ranked over ``candidates`` of its hits: those whose
-        name matches the query first, then the earliest indexed others. Each
-        returned hit keeps the score it has in the full ranking, but a hit
-        outside the candidates is never returned.
+        One with more is ranked over ``candidates`` of its hits: touchpoints
+        named exactly ``text`` (ignoring ASCII case) first, then those whose
+        name matches the query, fewest name words first, then the earliest
+        indexed others. Each returned hit keeps the score it has in the full
+        ranking, but a hit outside the candidates is never returned, and the
+        result's ``note`` then explains why.
         """
         query = fts_query(text)
         if not query or limit <= 0:
-            return []
+            return SearchHits()
         if limit > candidates:
-            return _rank_all(connection, query, limit)
+            return SearchHits(_rank_all(connection, query, limit))
         # For a prefix term FTS5 merges the doclists of all matching terms before the first row,
         # but it reads whole words lazily. So one word is counted as a whole word first, which
         # finds a common word cheaply, and candidates come from the whole words when they have
@@ -177,8 +198,13 @@ class SearchIndex:
         elif _more_hits_than(connection, query, exact_limit):
             source = whole_words if _more_hits_than(connection, whole_words, candidates) else query
         else:
-            return _rank_all(connection, query, limit)
-        return _rank_candidates(connection, query, _candidates(connection, source, candidates), limit)
+            return SearchHits(_rank_all(connection, query, limit))
+        chosen = _candidates(connection, text.strip(), source, candidates)
+        note = (
+            f"the query matches more than {exact_limit:,} touchpoints, so only {len(chosen):,} of them were ranked: "
+            "exact name matches, then matching names of the fewest words, then others; refine the query to rank all hits"
+        )
+        return SearchHits(_rank_candidates(connection, query, chosen, limit), note)
 
 
 _WEIGHTS = "10.0, 2.0, 1.0, 3.0"
@@ -214,26 +240,44 @@ def _more_hits_than(connection: sqlite3.Connection, query: str, count: int) -> b
     return int(found) > count
 
 
-def _candidates(connection: sqlite3.Connection, query: str, count: int) -> list[int]:
-    """Return up to ``count`` rowids of hits of ``query``: name matches first, then the lowest other rowids.
+def _candidates(connection: sqlite3.Connection, name: str, query: str, count: int) -> list[int]:
+    """Return up to ``count`` rowids of hits of ``query``, in the order they are chosen.
 
-    Neither step scores rows. The name column has the largest bm25 weight, so
-    the best hits of a query with many hits are almost always name matches.
+    First the touchpoints named ``name``, through the name index, then name
+    matches of ``query``, those with the fewest words in their name first, then
+    the lowest other rowids. No step scores rows. The name column has the
+    largest bm25 weight, so the best hits of a query with many hits are almost
+    always name matches, and among those a name with fewer words scores higher.
+    Equal word counts go by path, as ties of the full ranking do.
     """
     chosen = [int(row[0]) for row in connection.execute(
-        "SELECT rowid FROM touchpoint_search WHERE touchpoint_search MATCH ? LIMIT ?", (f"{{name}} : ({query})", count)
+        "SELECT id FROM touchpoint_search_rows WHERE name = ? COLLATE NOCASE ORDER BY id LIMIT ?", (name, count)
     )]
+    seen = set(chosen)
+    # NOTE: only the first count * NAME_MATCHES_READ name matches by rowid are read, so with more
+    # than that a name of fewer words indexed later can still be left out.
+    name_matches = connection.execute(
+        "SELECT id FROM touchpoint_search_rows WHERE id IN "
+        "(SELECT rowid FROM touchpoint_search WHERE touchpoint_search MATCH ? LIMIT ?) ORDER BY name_words, path, id",
+        (f"{{name}} : ({query})", count * NAME_MATCHES_READ),
+    )
+    _extend(chosen, seen, (int(rowid) for (rowid,) in name_matches), count)
     if len(chosen) < count:
-        seen = set(chosen)
         others = connection.execute(
-            "SELECT rowid FROM touchpoint_search WHERE touchpoint_search MATCH ? LIMIT ?", (query, count)
+            "SELECT rowid FROM touchpoint_search WHERE touchpoint_search MATCH ? LIMIT ?", (query, count * 2)
         )
-        for (rowid,) in others:
-            if rowid not in seen:
-                chosen.append(int(rowid))
-                if len(chosen) == count:
-                    break
+        _extend(chosen, seen, (int(rowid) for (rowid,) in others), count)
     return chosen
+
+
+def _extend(chosen: list[int], seen: set[int], rowids: Iterable[int], count: int) -> None:
+    """Append the ``rowids`` not in ``seen`` to ``chosen`` until it has ``count`` of them."""
+    for rowid in rowids:
+        if len(chosen) >= count:
+            return
+        if rowid not in seen:
+            seen.add(rowid)
+            chosen.append(rowid)
 
 
 def _rank_candidates(connection: sqlite3.Connection, query: str, rowids: list[int], limit: int) -> list[SearchHit]:

@@ -662,6 +662,13 @@ def _python_start(node: ast.stmt) -> tuple[int, int]:
     return node.lineno, node.col_offset
 
 
+def _python_end(node: Any) -> tuple[int, int]:
+    # An except handler or a match case ends where its last statement does, and a case has no position of its own.
+    if isinstance(node, ast.excepthandler | ast.match_case):
+        node = node.body[-1]
+    return node.end_lineno or node.lineno, node.end_col_offset or 0
+
+
 def _python_symbol(body: list[Any], position: tuple[int, int], scope: list[ast.AST]) -> Symbol | None:
     resolved = _python_resolve(body, position, scope)
     return resolved[1] if resolved is not None else _python_describe(scope)
@@ -670,15 +677,23 @@ def _python_symbol(body: list[Any], position: tuple[int, int], scope: list[ast.A
 def _python_resolve(
     body: list[Any], position: tuple[int, int], scope: list[ast.AST]
 ) -> tuple[bool, Symbol | None] | None:
-    """Return ``(True, symbol)`` once the marker's place in ``body`` is known, or None if it lies after ``body``."""
-    for node in body:
+    """Return ``(True, symbol)`` once the marker's place in ``body`` is known, or None if it lies after ``body``.
+
+    The statements of a body follow each other in the text, so their ends ascend
+    and a binary search finds the first one that does not end before the marker.
+    Scanning from the first statement instead made a file with thousands of
+    markers quadratic.
+    """
+    first = bisect.bisect_left(body, position, key=_python_end)
+    for index in range(first, len(body)):
+        node = body[index]
         if isinstance(node, ast.excepthandler | ast.match_case):
             resolved = _python_resolve(node.body, position, scope)
             if resolved is not None:
                 return resolved
             continue
         start = _python_start(node)
-        end = (node.end_lineno or node.lineno, node.end_col_offset or 0)
+        end = _python_end(node)
         if position < start:
             if isinstance(node, _PYTHON_DEFINITIONS):
                 return True, _python_describe([*scope, node])

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 from conftest import Project
 from mcp_server.modules.search import SearchIndex, _rank_all
@@ -111,3 +118,98 @@ def test_search_rows_follow_edits(project: Project, runtime: Runtime) -> None:
     assert [(rowid, path) for rowid, _, path, _ in rows] == listed
     assert [hit.name for hit in runtime.search_touchpoints("alpha")] == []
     assert [hit.name for hit in runtime.search_touchpoints("fourth")] == ["delta"]
+
+
+def _write_carts(project: Project, files: int, per_file: int) -> None:
+    """Write ``files * per_file`` touchpoints named ``cart-F-I``, then one named ``cart`` in the last file indexed."""
+    for number in range(files):
+        lines = [f"# @touchpoint cart-{number}-{index} handles the cart line {index}\n" for index in range(per_file)]
+        project.write(f"src/cart_{number:02}.py", "".join(lines))
+    project.write("src/zz.py", "# @touchpoint cart\ndef cart():\n    return 1\n")
+
+
+def test_bounded_ranking_keeps_exact_name(project: Project, runtime: Runtime) -> None:
+    _write_carts(project, files=30, per_file=100)
+    runtime.index_project()
+
+    hits = runtime.search_touchpoints("cart", limit=100)
+
+    assert len(hits) == 100
+    assert hits[0].name == "cart"
+    assert hits[0].path == "src/zz.py"
+    assert hits.note is not None
+    assert "refine the query" in hits.note
+
+
+def test_exact_name_ignores_case(project: Project, runtime: Runtime) -> None:
+    _write_carts(project, files=3, per_file=10)
+    runtime.index_project()
+    connection = runtime.log.connection
+
+    hits = SearchIndex.search(connection, "CART", limit=5, exact_limit=5, candidates=4)
+
+    assert hits[0].name == "cart"
+
+
+def test_bounded_ranking_prefers_fewer_name_words(project: Project, runtime: Runtime) -> None:
+    long_names = "".join(f"# @touchpoint cart-with-a-long-name-{index} one cart\n" for index in range(10))
+    project.write("src/a_long.py", long_names)
+    project.write("src/b_short.py", "".join(f"# @touchpoint cart-{index} one cart\n" for index in range(4)))
+    runtime.index_project()
+    connection = runtime.log.connection
+
+    bounded = SearchIndex.search(connection, "cart", limit=4, exact_limit=5, candidates=4)
+
+    assert {hit.name for hit in bounded} == {"cart-0", "cart-1", "cart-2", "cart-3"}
+    assert bounded == _rank_all(connection, fts_query("cart"), 4)
+
+
+def test_note_only_for_bounded_ranking(project: Project, runtime: Runtime) -> None:
+    _write_modules(project, files=6, per_file=5)
+    runtime.index_project()
+    connection = runtime.log.connection
+
+    full = SearchIndex.search(connection, "handles", limit=10)
+    bounded = SearchIndex.search(connection, "handles", limit=10, exact_limit=5, candidates=10)
+
+    assert full.note is None
+    assert bounded.note is not None
+    assert "more than 5 touchpoints" in bounded.note
+    assert "only 10 of them were ranked" in bounded.note
+
+
+def test_cli_shows_bounded_note(project: Project, runtime: Runtime) -> None:
+    _write_carts(project, files=30, per_file=100)
+    runtime.index_project()
+
+    searched = subprocess.run(
+        [sys.executable, "-m", "mcp_server", "search", "cart", "--limit", "100", "--json"], capture_output=True,
+        text=True, timeout=60, check=False, cwd=project.root,
+        env={**os.environ, "CLAUDE_PROJECT_DIR": str(project.root)},
+    )
+
+    assert searched.returncode == 0, searched.stderr
+    assert json.loads(searched.stdout)[0]["name"] == "cart"
+    assert "refine the query" in searched.stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_tool_shows_bounded_note(project: Project, runtime: Runtime, anyio_backend: str) -> None:
+    _write_carts(project, files=30, per_file=100)
+    runtime.index_project()
+    runtime.close()
+    tests = Path(__file__).resolve().parents[1]
+    parameters = StdioServerParameters(
+        command=sys.executable, args=["-m", "mcp_server", "serve"], cwd=str(project.root),
+        env={"CLAUDE_PROJECT_DIR": str(project.root), "PYTHONPATH": str(tests),
+             "XDG_STATE_HOME": os.environ.get("XDG_STATE_HOME", "")},
+    )
+
+    async with Client(parameters, mode="legacy") as client:
+        result = await client.call_tool("search_touchpoints", {"query": "cart", "limit": 100})
+
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    assert result.structured_content["hits"][0]["name"] == "cart"
+    assert "refine the query" in result.structured_content["note"]
