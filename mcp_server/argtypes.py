@@ -18,8 +18,8 @@ MAX_WHOLE_NUMBER = 2**63 - 1
 """Largest whole number an option accepts: SQLite's largest INTEGER, since limits and positions reach SQL."""
 
 
-def whole_number(minimum: int, label: str) -> Callable[[str], int]:
-    """Return an argparse type that accepts whole numbers from ``minimum`` to :data:`MAX_WHOLE_NUMBER`."""
+def whole_number(minimum: int, label: str, maximum: int = MAX_WHOLE_NUMBER) -> Callable[[str], int]:
+    """Return an argparse type that accepts whole numbers from ``minimum`` to ``maximum``."""
 
     def parse(text: str) -> int:
         try:
@@ -28,8 +28,8 @@ def whole_number(minimum: int, label: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"invalid {label} {text!r}; give a whole number of at least {minimum}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"invalid {label} {value}; give a whole number of at least {minimum}")
-        if value > MAX_WHOLE_NUMBER:
-            raise argparse.ArgumentTypeError(f"invalid {label} {value}; give a whole number of at most {MAX_WHOLE_NUMBER}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"invalid {label} {value}; give a whole number of at most {maximum}")
         return value
 
     return parse

@@ -139,6 +139,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
 
     runtime = _runtime(args)
     query = EventFilter(types=tuple(args.type or ()), source=args.source, session_id=args.session, text=args.text)
+    query.validate_request()
     # catch_up: modules emit events too (a Bash command's file.saved comes from reconcile)
     page = runtime.query_events(query, limit=args.limit, cursor=args.cursor, descending=not args.ascending,
                                 catch_up=True)
@@ -206,6 +207,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     runtime = _runtime(args)
     hits = runtime.search_touchpoints(args.query, limit=args.limit)
     _warn_if_stale(runtime)
+    if hits.note:
+        print(f"eventsync: note: {hits.note}", file=sys.stderr)
     if args.json:
         _print_json([hit.to_dict() for hit in hits])
         return 0
@@ -280,7 +283,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _format_event(event: Any) -> str:
-    detail = event.payload.get("path") or event.payload.get("name") or event.payload.get("command") or ""
+    detail = str(event.payload.get("path") or event.payload.get("name") or event.payload.get("command") or "")
+    # One line per event keeps the columns: a multi-line Bash command shows its newlines as \n.
+    detail = "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in detail)
     session = event.metadata.get("session_id") or "-"
     return f"{event.position:>8}  {event.timestamp}  {event.type:<24} {event.source:<20} {session:<12.12} {detail}"
 
@@ -438,8 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--session", help="only events of this Claude Code session id")
     events.add_argument("--text", metavar="WORDS", help="only events whose type or payload contains every word "
                         "as a whole word; end a word with * to match a prefix, as in 'check*'")
-    events.add_argument("--limit", type=_positive, default=50, help="events per page (default 50, at most 500)")
-    events.add_argument("--cursor", type=_position, help="continue after this position (from the previous page)")
+    events.add_argument("--limit", type=whole_number(1, "number", maximum=500), default=50,
+                        help="events per page (default 50, at most 500)")
+    events.add_argument("--cursor", type=whole_number(1, "cursor"),
+                        help="continue after this position, at least 1 (the previous page's next-page cursor)")
     events.add_argument("--asc", dest="ascending", action="store_true", help="oldest first")
     _add_query_options(events)
 

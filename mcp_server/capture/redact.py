@@ -6,8 +6,10 @@ regular expressions cover the common shapes: assignments whose name looks
 secret (quoted or not), secret-looking flags (``--password x``, ``-pX`` for
 MySQL clients, ``-u user:pass`` for curl), ``Authorization``/API-key headers,
 ``Bearer`` tokens, well-known token prefixes, passwords in URLs, PEM private
-key blocks, ``password: value`` and OpenSSL's ``-k`` and ``pass:`` arguments.
-It is a safety net, not a guarantee.
+key blocks, ``password: value`` and JSON's ``"password": "value"``, JSON Web
+Tokens, OpenSSL's ``-k`` and ``pass:`` arguments, and the password arguments of
+sshpass, ``sudo -S``, ``aws configure set``, ``npm config set``, zip, 7z and
+htpasswd. It is a safety net, not a guarantee.
 
 ``re`` costs the hook about 3 ms to import, so it is imported only when a
 command is redacted, which happens for ``Bash`` calls alone.
@@ -27,10 +29,16 @@ _VALUE = r"(?:\"[^\"]*\"|'[^']*'|[^\s;&|]+)"
 # process (Python 3.11, 2-vCPU development machine), so rules for rare commands are compiled only
 # when a command needs them. Group 1 is always kept.
 _RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    # PEM private key blocks (RSA, EC, OPENSSH, ENCRYPTED, PGP ...): the body up to the END line,
-    # or to the end of the text when the command was cut before it. First, so no later rule
-    # rewrites part of the body.
-    (r"(?s)(-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----).*?(-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    # PEM private key blocks (RSA, EC, OPENSSH, ENCRYPTED, PGP ...): the body up to the END line.
+    # Without an END line (a command cut short, a heredoc), the body ends at the first word that
+    # is neither an armor header nor a base64 run of at least 4 characters (PEM lines are
+    # multiples of 4). So a quote, a separator or a short heredoc marker such as EOF stops it.
+    # First, so no later rule rewrites part of the body.
+    # NOTE: a command word of 4 or more base64 characters right after a key with no END line
+    # and no marker (a bare newline, then `chmod 600 key`) is redacted with the key.
+    (r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----)"
+     r"(?:(?:\s|\\[nr])*(?:[A-Za-z][A-Za-z-]*:[ \t]*[^\s'\"`\\;&|]+|[A-Za-z0-9+/=]{4,}))*"
+     r"(?:(?:\s|\\[nr])*(-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----))?",
      rf"\1{REDACTED}\2", ("private key",)),
     # NAME=value and NAME = value, for names that look secret, with quoted values kept whole.
     (rf"(?i)\b({_SECRET_NAME}\s*=\s*){_VALUE}", rf"\1{REDACTED}", ()),
@@ -41,6 +49,27 @@ _RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # when the quotes contain text, so that grep 'password:' keeps its pattern.
     (r"(?i)\b([A-Za-z0-9_-]*(?:password|passwd|passphrase|secret)\s*:\s*)(?!\[REDACTED\])"
      r"(?:\"[^\"\s]+\"|'[^'\s]+'|[^\s;&|\"']+)", rf"\1{REDACTED}", ("pass", "secret")),
+    # "password": "value" and 'api_key': 'value', as in JSON and Python literals. An empty value stays.
+    # The value must be quoted like the key, so that grep '"password":' file keeps its pattern.
+    (r"(?i)(([\"'])[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret|token|api[-_]?key)[A-Za-z0-9_.-]*\2"
+     r"\s*:\s*\2)(?:(?<=\")[^\"]+|(?<=')[^']+)", rf"\1{REDACTED}", ("pass", "secret", "token", "key")),
+    # sshpass -p SECRET and -pSECRET
+    (r"(\bsshpass\b[^\n;&|]*?\s-p\s*)[^\s;&|]+", rf"\1{REDACTED}", ("sshpass",)),
+    # echo SECRET | sudo -S: sudo reads the password from the pipe, so the echoed words are the secret.
+    (r"(\becho\s+)[^;&|\n]+?(?=\s*\|\s*sudo\s+(?:-[A-Za-z]+\s+)*-[A-Za-z]*S)", rf"\1{REDACTED}", ("sudo",)),
+    # aws configure set aws_secret_access_key SECRET (and other secret-looking settings)
+    (r"(?i)(\baws\s+configure\s+set\s+[\w.-]*(?:secret|token|password)[\w.-]*\s+)" + _VALUE,
+     rf"\1{REDACTED}", ("configure",)),
+    # npm config set //registry/:_authToken SECRET, and the key=value form, for npm, yarn and pnpm
+    (r"(?i)(\b(?:npm|yarn|pnpm)\s+config\s+set\s+[^\s=]*(?:_auth|token|password)[^\s=]*(?:\s+|=))" + _VALUE,
+     rf"\1{REDACTED}", ("config",)),
+    # zip -P SECRET, unzip -P SECRET and 7z -pSECRET (the --password rule above covers the long form)
+    (r"(\b(?:zip|unzip|zipcloak)\b[^\n;&|]*?\s-P\s+)[^\s;&|]+", rf"\1{REDACTED}", ("zip",)),
+    (r"(\b7za?\b[^\n;&|]*?\s-p)(?!\s)[^\s;&|]+", rf"\1{REDACTED}", ("7z",)),
+    # htpasswd -b FILE USER SECRET and htpasswd -nb USER SECRET: batch mode takes the password as
+    # the last argument.
+    (r"(\bhtpasswd\s+(?=(?:-\S+\s+)*-[A-Za-z]*b)(?:[^\s;&|<>]+\s+)+?)[^\s;&|<>]+(?=\s*(?:[;&|<>\n]|$))",
+     rf"\1{REDACTED}", ("htpasswd",)),
     # openssl enc -k PASSWORD and -K HEXKEY
     (r"(\bopenssl\b[^\n;&|]*?\s-[kK]\s+)\S+", rf"\1{REDACTED}", ("openssl",)),
     # openssl -passin pass:PASSWORD, -passout pass:PASSWORD (env:, file: and fd: name no secret)
@@ -58,6 +87,8 @@ _RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # Well-known token formats anywhere.
     (r"\b(?:ghp_|gho_|ghs_|ghu_|github_pat_|glpat-|xox[abposr]-|sk-|sk_live_|sk_test_|rk_live_|npm_|AKIA|ASIA|AIza)"
      r"[A-Za-z0-9_\-]{12,}", REDACTED, ()),
+    # JSON Web Tokens: a base64url JSON header ("eyJ" is the encoding of '{"'), a payload and a signature.
+    (r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*", REDACTED, ("eyj",)),
     # scheme://user:password@host
     (r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/\s@]+:)[^@\s]+(@)", rf"\1{REDACTED}\2", ()),
 )

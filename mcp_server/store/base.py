@@ -121,6 +121,35 @@ class EventFilter:
                     f"{', '.join(INDEXED_PAYLOAD_FIELDS)}"
                 )
 
+    def validate_request(self) -> None:
+        """Check the conditions a caller wrote by hand, at the MCP tool and command-line boundary.
+
+        The log accepts these filters (text without words matches every event, and an empty
+        source or a reversed range matches none), but from a person or an agent they are
+        mistakes, so the tools reject them with the fix.
+
+        Raises:
+            InvalidEventError: ``text`` has no words, a name is empty, or a range is reversed.
+        """
+        if self.text is not None and not text_terms(self.text):
+            raise InvalidEventError(
+                f"invalid text {self.text!r}: it contains no words to search for; give words of letters or "
+                "digits such as 'cart total', or leave text out to match every event"
+            )
+        for name, value in (("source", self.source), ("session_id", self.session_id),
+                            ("correlation_id", self.correlation_id)):
+            if value is not None and not value.strip():
+                raise InvalidEventError(f"invalid {name} {value!r}: it is empty; give a value or leave {name} out")
+        if self.after is not None and self.before is not None and self.after >= self.before:
+            raise InvalidEventError(
+                f"invalid position range: since_position {self.after} is not below until_position {self.before}, "
+                "so no event can match; both bounds are exclusive, so give since_position < until_position"
+            )
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise InvalidEventError(
+                f"invalid time range: since {self.since} is after until {self.until}; give since <= until"
+            )
+
     def matches(self, event: StoredEvent) -> bool:
         """Return whether ``event`` meets every condition (the reference for every backend)."""
         checks = (
@@ -141,6 +170,9 @@ class EventFilter:
 _EXTRA_FRACTION = re.compile(r"[.,]\d{6}(\d+)")
 """Digits of a fraction of a second past microseconds, the log's precision."""
 
+_HOUR_24 = re.compile(r"[Tt ]24:?00")
+"""ISO 8601's end-of-day hour 24, which :mod:`datetime` cannot represent."""
+
 
 def normalise_timestamp(value: str, name: str, *, round_up: bool = False) -> str:
     """Return the ISO 8601 time ``value`` in the log's form, ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC.
@@ -153,14 +185,21 @@ def normalise_timestamp(value: str, name: str, *, round_up: bool = False) -> str
     Raises:
         InvalidEventError: ``value`` is not an ISO 8601 date or date and time.
     """
+    if isinstance(value, str) and _HOUR_24.search(value):
+        raise InvalidEventError(
+            f"invalid {name} {value!r}: hour 24 is not accepted; give 00:00:00 of the next day instead"
+        )
     try:
-        moment = datetime.fromisoformat(value)
+        # RFC 3339 allows a lower-case t and z, which fromisoformat rejects before Python 3.12.
+        moment = datetime.fromisoformat(value.upper())
         if moment.tzinfo is not None:
             moment = moment.astimezone(timezone.utc)
         extra = _EXTRA_FRACTION.search(value)
         if round_up and extra is not None and extra.group(1).strip("0"):
-            moment += timedelta(microseconds=1)
-    except (TypeError, ValueError, OverflowError):
+            # The last microsecond of 9999 cannot round up, and no stored time is later.
+            moment = moment.replace(tzinfo=None)
+            moment = moment + timedelta(microseconds=1) if moment < datetime.max else moment
+    except (AttributeError, TypeError, ValueError, OverflowError):
         raise InvalidEventError(
             f"invalid {name} {value!r}: expected an ISO 8601 date and time in the years 1 to 9999, such as "
             "2026-12-04T23:30:00Z or 2026-12-04T23:30:00.25+05:00, or a date such as 2026-12-04; "

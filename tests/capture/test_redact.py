@@ -35,11 +35,37 @@ LEAKY = [
     ("openssl rsa -in k.pem -passin pass:S3CRET -out p.pem", "openssl rsa -in k.pem -passin pass:[REDACTED] -out p.pem"),
     ("openssl pkcs12 -export -passout 'pass:S3CRET' -in c", "openssl pkcs12 -export -passout 'pass:[REDACTED]' -in c"),
     ("openssl enc -d -pass pass:S3CRET -in a", "openssl enc -d -pass [REDACTED] -in a"),
+    ('echo \'{"password": "S3CRET"}\'', 'echo \'{"password": "[REDACTED]"}\''),
+    ('curl -d \'{"api_key":"S3CRET","token": "S3CRET"}\' x', 'curl -d \'{"api_key":"[REDACTED]","token": "[REDACTED]"}\' x'),
+    ("python -c \"print({'secret': 'S3CRET'})\"", "python -c \"print({'secret': '[REDACTED]'})\""),
+    ("sshpass -p S3CRET ssh host", "sshpass -p [REDACTED] ssh host"),
+    ("sshpass -pS3CRET ssh host", "sshpass -p[REDACTED] ssh host"),
+    ("echo S3CRET | sudo -S apt update", "echo [REDACTED] | sudo -S apt update"),
+    ('echo "S3CRET" | sudo -kS ls', "echo [REDACTED] | sudo -kS ls"),
+    ("aws configure set aws_secret_access_key S3CRET", "aws configure set aws_secret_access_key [REDACTED]"),
+    ("npm config set //host/:_authToken S3CRET", "npm config set //host/:_authToken [REDACTED]"),
+    ("npm config set //host/:_authToken=S3CRET", "npm config set //host/:_authToken=[REDACTED]"),
+    ("zip -P S3CRET out.zip a", "zip -P [REDACTED] out.zip a"),
+    ("7z a -pS3CRET out.7z a", "7z a -p[REDACTED] out.7z a"),
+    ("htpasswd -b file user S3CRET", "htpasswd -b file user [REDACTED]"),
+    ("htpasswd -cb .htpasswd user S3CRET && ls", "htpasswd -cb .htpasswd user [REDACTED] && ls"),
+    ("htpasswd -nbB user S3CRET", "htpasswd -nbB user [REDACTED]"),
+    ('curl -H "X-Session: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.S3CRET_sig" x', 'curl -H "X-Session: [REDACTED]" x'),
+    ("cat > key <<EOF\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlS3CRET=\nEOF\nchmod 600 key",
+     "cat > key <<EOF\n-----BEGIN OPENSSH PRIVATE KEY-----[REDACTED]\nEOF\nchmod 600 key"),
+    ("printf '-----BEGIN EC PRIVATE KEY-----\\nMHcS3CRET' > k; ls -la", "printf '-----BEGIN EC PRIVATE KEY-----[REDACTED]' > k; ls -la"),
+    ("echo '-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,AB12\n\nMIIS3CRET\n"
+     "-----END RSA PRIVATE KEY-----' > k",
+     "echo '-----BEGIN RSA PRIVATE KEY-----[REDACTED]-----END RSA PRIVATE KEY-----' > k"),
 ]
 
 HARMLESS = ["ls -la src", "python -m pytest -k 'pass'", "echo $PATH", "grep -p foo README.md", "sed -i 's/a/b/' x.py",
             "grep -rn 'password:' config/", 'grep -n "password:" settings.yml', "openssl x509 -in cert.pem -noout -text",
-            "pytest -k test_password", "grep -rn -- '-----BEGIN CERTIFICATE-----' certs/"]
+            "pytest -k test_password", "grep -rn -- '-----BEGIN CERTIFICATE-----' certs/",
+            "grep '\"password\":' settings.json", "echo '{\"token\": \"\"}'", "echo hi | sudo tee /etc/motd",
+            "echo hi | sudo -s", "aws configure set region eu-west-1", "npm config set registry https://registry.test",
+            "zip -r out.zip src", "unzip -l out.zip", "htpasswd -D .htpasswd user", "sshpass -f pw.txt ssh host",
+            "grep eyJ access.log", "echo eyJhbGciOiJIUzI1NiJ9"]
 
 
 @pytest.mark.parametrize(("command", "expected"), LEAKY)
@@ -53,3 +79,14 @@ def test_secret_redacted(command: str, expected: str) -> None:
 @pytest.mark.parametrize("command", HARMLESS)
 def test_harmless_command_kept(command: str) -> None:
     assert redact_command(command) == command
+
+
+@pytest.mark.parametrize("command", [
+    "-----BEGIN RSA PRIVATE KEY-----\n" + "A" * 200_000,
+    "'password'" * 20_000,
+    "echo " + "a " * 100_000 + "| sudo",
+    "htpasswd -b " + "a " * 100_000,
+])
+def test_long_command_redacted(command: str) -> None:
+    # Each input is long enough that a pattern which backtracks on it would hang the test.
+    assert isinstance(redact_command(command), str)

@@ -206,6 +206,40 @@ def test_search_without_words_rejected(project: Project) -> None:
     assert "no touchpoint matches 'nothing'" in unmatched.stderr
 
 
+def test_events_bad_filters_rejected(project: Project) -> None:
+    _capture(project, "src/a.py", "# @touchpoint alpha\n", "toolu_1")
+
+    wordless = {text: _cli(project, "events", "--text", text) for text in ("*", '"', "(")}
+    empty_source = _cli(project, "events", "--source", "")
+    too_many = _cli(project, "events", "--limit", "501")
+    zero_cursor = _cli(project, "events", "--cursor", "0")
+    maximum_limit = _cli(project, "events", "--json", "--limit", "500")
+
+    for text, result in wordless.items():
+        assert result.returncode == 1, (text, result.stderr)
+        assert "contains no words" in result.stderr, (text, result.stderr)
+    assert empty_source.returncode == 1
+    assert "invalid source ''" in empty_source.stderr
+    assert too_many.returncode == 2
+    assert "at most 500" in too_many.stderr
+    assert zero_cursor.returncode == 2
+    assert "at least 1" in zero_cursor.stderr
+    assert maximum_limit.returncode == 0, maximum_limit.stderr
+
+
+def test_events_multiline_command_one_line(project: Project) -> None:
+    project.run_hook({"session_id": "s-cli", "hook_event_name": "PostToolUse", "tool_name": "Bash",
+                      "tool_input": {"command": "echo one\necho two\r\necho three"},
+                      "tool_response": {"stdout": "", "stderr": "", "interrupted": False}, "tool_use_id": "toolu_1"})
+
+    listed = _cli(project, "events", "--type", "command.executed")
+
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 1, listed.stdout
+    assert "echo one\\necho two\\r\\necho three" in lines[0]
+
+
 def test_not_found_names_cli_commands(project: Project) -> None:
     context = _cli(project, "context", "nope")
     task = _cli(project, "pm", "complete", "nope")

@@ -33,6 +33,8 @@ def log(tmp_path: Path) -> Iterator[SQLiteEventLog]:
         ("2026-12-04T23:24:28", "2026-12-04T23:24:28.000000Z"),
         ("2026-12-04T23:24:28.5Z", "2026-12-04T23:24:28.500000Z"),
         ("2026-12-04", "2026-12-04T00:00:00.000000Z"),
+        ("2026-12-04t23:24:28z", "2026-12-04T23:24:28.000000Z"),
+        ("2026-12-04T23:24:28.5z", "2026-12-04T23:24:28.500000Z"),
         (STORED, STORED),
     ],
 )
@@ -48,6 +50,21 @@ def test_digits_past_microseconds_round_outward() -> None:
 
     assert query.since == "2026-12-04T23:24:28.833296Z"
     assert query.until == "2026-12-04T23:24:28.833295Z"
+
+
+def test_last_microsecond_rounds_to_itself() -> None:
+    query = EventFilter(since="9999-12-31T23:59:59.9999999Z", until="9999-12-31T23:59:59.9999999Z")
+
+    assert query.since == "9999-12-31T23:59:59.999999Z"
+    assert query.until == "9999-12-31T23:59:59.999999Z"
+
+
+def test_hour_24_rejected_with_fix() -> None:
+    with pytest.raises(InvalidEventError) as raised:
+        EventFilter(until="2026-12-04T24:00:00Z")
+
+    assert "invalid until '2026-12-04T24:00:00Z'" in str(raised.value)
+    assert "00:00:00 of the next day" in str(raised.value)
 
 
 @pytest.mark.parametrize("value", ["yesterday", "2026-13-45T99:00:00Z", "", "0001-01-01T00:00:00+05:00"])
