@@ -32,6 +32,8 @@ from mcp_server import __version__, jsoncodec
 from mcp_server.bus import EventBus
 from mcp_server.errors import EventsyncError, StoreLockedError
 from mcp_server.events import Event, check_emittable
+from mcp_server.modules.search import SearchHit
+from mcp_server.modules.touchpoints import TouchpointRow
 from mcp_server.pm.tools import register_tools as register_pm_tools
 from mcp_server.runtime import Runtime
 from mcp_server.store.base import EventFilter, text_tokens
@@ -82,7 +84,7 @@ class StartupIndex:
     total: int = 0
 
     def report(self, done: int, total: int, phase: str) -> None:
-        """Record progress; the indexer calls this from its worker thread."""
+        """Record progress. The indexer calls this from its worker thread."""
         self.done, self.total, self.phase = done, total, phase
 
     def describe(self) -> str:
@@ -120,26 +122,10 @@ class QueryEventsResult(BaseModel):
     )
 
 
-class TouchpointOut(BaseModel):
-    """One location of a touchpoint."""
-
-    name: str
-    path: str
-    line: int
-    column: int
-    description: str
-    language: str
-    cell: int | None = None
-    symbol: str | None = Field(default=None, description="Declaration the marker annotates, such as 'Cart.render'.")
-    symbol_kind: str | None = Field(default=None, description="'function', 'method', 'class', ...")
-    symbol_start: int | None = Field(default=None, description="First line of the symbol.")
-    symbol_end: int | None = Field(default=None, description="Last line of the symbol.")
-
-
 class ListTouchpointsResult(BaseModel):
     """Touchpoint locations ordered by name, path and line."""
 
-    touchpoints: list[TouchpointOut]
+    touchpoints: list[TouchpointRow]
     total: int
     next_offset: int | None = Field(description="Pass as offset to get the next page; null on the last page.")
     note: str | None = Field(
@@ -148,24 +134,10 @@ class ListTouchpointsResult(BaseModel):
     )
 
 
-class SearchHitOut(BaseModel):
-    """One search result, best first."""
-
-    name: str
-    path: str
-    line: int
-    description: str
-    language: str
-    score: float
-    snippet: str
-    symbol: str | None = None
-    symbol_kind: str | None = None
-
-
 class SearchTouchpointsResult(BaseModel):
     """Search results ranked by bm25."""
 
-    hits: list[SearchHitOut]
+    hits: list[SearchHit]
     note: str | None = Field(
         default=None, description="Set when the result may be incomplete: the start-up index is still running, "
         "another process held the event log's write lock, or the query had too many hits to rank them all."
@@ -227,7 +199,7 @@ async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 async def _read(runtime: Runtime, function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
-    """Run a runtime read like :func:`_call`; also return the runtime's note when the result may be out of date."""
+    """Run a runtime read like :func:`_call`, and return its result with the runtime's note on staleness."""
 
     def run() -> tuple[Any, str | None]:
         # read_note() is per thread, so it is taken in the thread that ran the read.
@@ -238,7 +210,7 @@ async def _read(runtime: Runtime, function: Callable[..., Any], *args: Any, **kw
 
 
 async def _startup_index_note(state: ServerState) -> str | None:
-    """Wait up to :data:`STARTUP_INDEX_WAIT` seconds for the start-up index; return a note if it is still running."""
+    """Wait up to :data:`STARTUP_INDEX_WAIT` seconds for the start-up index, and return a note if it still runs."""
     startup = state.startup_index
     with anyio.move_on_after(STARTUP_INDEX_WAIT):
         await startup.finished.wait()
@@ -270,7 +242,7 @@ def _load_extra_modules(state: ServerState) -> None:
 
 
 async def _announce_modules(state: ServerState) -> bool:
-    """Record changed modules and payload schemas in the log; return False when another process held the lock.
+    """Record changed modules and payload schemas in the log, and return False when another process held the lock.
 
     ``module.loaded`` and ``schema.updated`` are appended only when a module's
     capabilities or a payload schema differ from what the log recorded last.
@@ -486,7 +458,7 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         kept = _fit(items)
         next_offset = offset + kept if offset + kept < total else None
         return ListTouchpointsResult(
-            touchpoints=[TouchpointOut(**item) for item in items[:kept]], total=total, next_offset=next_offset,
+            touchpoints=rows[:kept], total=total, next_offset=next_offset,
             note=_join_notes(indexing, stale),
         )
 
@@ -503,7 +475,7 @@ def _register_tools(server: MCPServer[ServerState]) -> None:
         state = _state(ctx)
         indexing = await _startup_index_note(state)
         hits, stale = await _read(state.runtime, state.runtime.search_touchpoints, query, limit=max(1, min(limit, 100)))
-        return SearchTouchpointsResult(hits=[SearchHitOut(**hit.to_dict()) for hit in hits],
+        return SearchTouchpointsResult(hits=list(hits),
                                        note=_join_notes(indexing, stale, hits.note))
 
     @server.tool(annotations=read_only)

@@ -53,7 +53,11 @@ MAX_SUMMARY_TOUCHPOINTS = 2000
 
 @dataclass(frozen=True, slots=True)
 class TouchpointRow:
-    """One location of a touchpoint in the index."""
+    """One location of a touchpoint in the index, and the tools' output for it.
+
+    The fields are those of :class:`mcp_server.touchpoints.Touchpoint` plus ``path``,
+    the project-relative file.
+    """
 
     name: str
     path: str
