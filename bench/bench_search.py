@@ -10,8 +10,8 @@ the work for queries with many hits). It also prints how many of the tool's
 hits the full ranking returns too.
 
 Queries fall into classes by hit count. Medians are reported per query, per
-class and over a mix in which each class has the weight of :data:`MIX`, an
-assumption: agents mostly search for words of one feature. Timings of the three
+class and over a mix in which each class has the weight of :data:`MIX`. The
+weights are an assumption that agents mostly search for words of one feature. Timings of the three
 calls are interleaved, query by query. Target: median < 10 ms.
 
 Usage: python bench/bench_search.py [--touchpoints N] [--runs R]

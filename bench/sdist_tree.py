@@ -75,7 +75,7 @@ def _unpack(archive: str, trees: str, name: str) -> None:
 
 
 def fetch_tree(cache: str) -> str:
-    """Download, verify and unpack every sdist of :data:`SDISTS` under ``cache``; return the tree folder.
+    """Download, verify and unpack every sdist of :data:`SDISTS` under ``cache``, and return the tree folder.
 
     Raises:
         FetchError: a download failed or an archive's SHA-256 differs from the pinned one.

@@ -115,7 +115,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _cancel_on_signal(scope: Any, received: list[int], *signals: int) -> None:
-    """Cancel ``scope`` when the process receives one of ``signals``; log it and add it to ``received``."""
+    """Cancel ``scope`` when the process receives one of ``signals``, then log the signal and add it to ``received``."""
     import signal
 
     import anyio

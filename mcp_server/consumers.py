@@ -41,7 +41,7 @@ listed and replayed (``eventsync parked``, the ``parked_events`` tool).
 
 Time limit: ``prepare`` and ``apply`` of one attempt share
 :attr:`ConsumerRunner.handler_timeout` seconds (the ``consumers.timeout_seconds``
-setting); waiting for the write lock does not count. An overrun fails the
+setting). Waiting for the write lock does not count. An overrun fails the
 attempt with :class:`~mcp_server.errors.HandlerTimeoutError`, which is retried
 and parked like any timeout. Python cannot stop a thread, so what is bounded
 differs by part:
@@ -108,7 +108,7 @@ BATCH_TRANSACTION_SECONDS = 0.25
 """A batch transaction commits once its applies have taken this long, so other writers wait about this at most."""
 
 LEASE_SECONDS = 15.0
-"""How long a consumer's lease lasts without renewal; the runner renews it once a third of that has passed."""
+"""How long a consumer's lease lasts without renewal. The runner renews it once a third of that has passed."""
 
 MAX_ATTEMPTS = 3
 """Attempts at one event before it is parked."""
@@ -120,7 +120,7 @@ RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, Stor
 """Errors that may not happen again; any other error parks the event after its first attempt."""
 
 DEFAULT_HANDLER_TIMEOUT = 30.0
-"""Seconds ``prepare`` and ``apply`` may take together on one attempt; 0 or less turns the limit off."""
+"""Seconds ``prepare`` and ``apply`` may take together on one attempt. A value of 0 or less turns the limit off."""
 
 _LEASE_POLL = 0.02
 
@@ -185,7 +185,7 @@ class _CheckpointMoved(Exception):
 
 
 class _BatchRolledBack(Exception):
-    """SQLite rolled back a whole batch transaction after a failed ``apply`` (an interrupted write does)."""
+    """Raised when SQLite rolled back a whole batch transaction after a failed ``apply`` (an interrupted write does)."""
 
     def __init__(self, failed_at: int, error: BaseException) -> None:
         super().__init__(str(error))
@@ -227,7 +227,7 @@ class ConsumerRunner:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
         self.handler_timeout = handler_timeout
-        """Seconds ``prepare`` and ``apply`` may take together on one attempt; 0 or less means no limit."""
+        """Seconds ``prepare`` and ``apply`` may take together on one attempt, or 0 or less for no limit."""
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._handled: dict[str, int] = {}
@@ -325,7 +325,7 @@ class ConsumerRunner:
         return False
 
     def _renew_lease(self, name: str) -> None:
-        """Renew the lease once a third of it has passed; a renewal is a write transaction of its own."""
+        """Renew the lease once a third of it has passed. A renewal is a write transaction of its own."""
         if time.monotonic() - self._renewed.get(name, 0.0) > self.lease_seconds / 3:
             self.log.acquire_lease(name, self.holder, self.lease_seconds)
             self._renewed[name] = time.monotonic()
@@ -373,7 +373,7 @@ class ConsumerRunner:
             self.log.set_checkpoint(connection, name, position)
 
     def _handle_batch(self, projection: Projection, events: list[StoredEvent], expected: int) -> int:
-        """Handle ``events`` in order, many per transaction; return the position of the last one.
+        """Handle ``events`` in order, many per transaction, and return the position of the last one.
 
         ``expected`` is the checkpoint before the first event. An event that
         fails in a batch goes through :meth:`_handle`, with that failure as its
@@ -413,7 +413,7 @@ class ConsumerRunner:
     def _prepare_batch(
         self, projection: Projection, events: list[StoredEvent]
     ) -> tuple[list[tuple[StoredEvent, Any, float]], BaseException | None]:
-        """Prepare ``events`` until one fails; return ``(event, prepared, seconds spent)`` of each, and the error."""
+        """Prepare ``events`` until one fails, and return ``(event, prepared, seconds spent)`` of each and the error."""
         limit = self.handler_timeout if self.handler_timeout > 0 else None
         if limit is not None and not getattr(projection, "prepare_inline", False):
             return self._prepare_in_thread(projection, events, limit)
@@ -457,7 +457,7 @@ class ConsumerRunner:
     def _apply_batch(
         self, projection: Projection, prepared: list[tuple[StoredEvent, Any, float]], expected: int
     ) -> tuple[int, BaseException | None]:
-        """Apply prepared events in one transaction until one fails or time is up; return how many, and the error.
+        """Apply prepared events in one transaction until one fails or time is up, and return how many and the error.
 
         Each ``apply`` runs in a savepoint, so a failed one is undone alone and
         the events before it are committed with the checkpoint of the last.
@@ -501,10 +501,10 @@ class ConsumerRunner:
     def _handle(
         self, projection: Projection, event: StoredEvent, expected: int, *, first_failure: BaseException | None = None
     ) -> None:
-        """Handle one event in its own transactions, with retries; ``first_failure`` is an attempt already made."""
+        """Handle one event in its own transactions, with retries. ``first_failure`` is an attempt already made."""
         first = 1
         if first_failure is not None:
-            if self._failed(projection, event, expected, first_failure, 1):
+            if self._handle_failure(projection, event, expected, first_failure, 1):
                 return
             first = 2
         for attempt in range(first, MAX_ATTEMPTS + 1):
@@ -513,12 +513,12 @@ class ConsumerRunner:
                 self._handled[projection.name] = self._handled.get(projection.name, 0) + 1
                 return
             except _HandlerFailed as failure:
-                if self._failed(projection, event, expected, failure.error, attempt):
+                if self._handle_failure(projection, event, expected, failure.error, attempt):
                     return
 
-    def _failed(self, projection: Projection, event: StoredEvent, expected: int, error: BaseException,
-                attempt: int) -> bool:
-        """Record a failed attempt and wait before the next; return True when the event was parked instead."""
+    def _handle_failure(self, projection: Projection, event: StoredEvent, expected: int, error: BaseException,
+                        attempt: int) -> bool:
+        """Record a failed attempt and wait before the next, or return True when the event was parked instead."""
         last = attempt == MAX_ATTEMPTS or not isinstance(error, RETRYABLE_ERRORS)
         self._record_failure(projection, event, expected, error, attempt, park=last)
         if not last:

@@ -42,7 +42,7 @@ MAX_CATCH_UP_ROUNDS = 8
 """Projections feed each other (touchpoints → search, context); this bounds the rounds per catch-up."""
 
 READ_LOCK_WAIT = 1.0
-"""Seconds a read waits for the write lock to catch up first; past that it reads the log as last committed.
+"""Seconds a read waits for the write lock to catch up first. Past that it reads the log as last committed.
 
 A writer holds the lock for one transaction, and the module runner commits
 its batches after about :data:`~mcp_server.consumers.BATCH_TRANSACTION_SECONDS`,
@@ -369,7 +369,7 @@ class Runtime:
         """
         self.prepare_read()
         cached = ContextCache.lookup(self.log.connection, name, self.root)
-        # A held write lock already cost this read one wait; the cache's writes do not wait again.
+        # A held write lock already cost this read one wait, so the cache's writes do not wait again.
         writable = self.read_note() is None and self._count_context_use("hits" if cached else "misses")
         if cached is not None:
             return {**cached, "cached": True}
@@ -388,7 +388,7 @@ class Runtime:
         return {**body, "cached": False}
 
     def _count_context_use(self, counter: str) -> bool:
-        """Count a context cache hit or miss; return False when another process held the write lock."""
+        """Count a context cache hit or miss, or return False when another process held the write lock."""
         try:
             with self._short_lock_wait(), self.log.transaction() as connection:
                 ContextCache.count(connection, counter)

@@ -20,7 +20,7 @@ from typing import Any
 __all__ = ["PROGRESS_STEPS", "Calls", "WorkerThreads", "sql_deadline"]
 
 PROGRESS_STEPS = 10_000
-"""SQLite virtual-machine instructions between two deadline checks; each check is one Python call."""
+"""SQLite virtual-machine instructions between two deadline checks. Each check is one Python call."""
 
 
 class Calls:
@@ -43,12 +43,15 @@ class Calls:
         self.results: list[tuple[Any, float]] = []
         """Return value and seconds taken of each call that finished, in argument order."""
         self.error: BaseException | None = None
-        """What the call after the last result raised; the calls after it were not made."""
+        """What the call after the last result raised. The calls after it were not made."""
         self.current: tuple[int, float] = (0, time.monotonic())
         """Index of the argument being handled, and the ``time.monotonic()`` at which its call started."""
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the calls to end (every argument handled, or an error); return whether they did."""
+        """Wait up to ``timeout`` seconds for the calls to end, and return whether they did.
+
+        The calls end when every argument is handled or one call raises.
+        """
         if self._finished:
             return True
         if not self._done.acquire(timeout=max(timeout, 0.0)):
@@ -103,7 +106,7 @@ class WorkerThreads:
     def __init__(self, name: str) -> None:
         self._name = name
         self._idle: list[queue.SimpleQueue[Calls | None]] = []
-        self._guard = threading.Lock()
+        self._idle_lock = threading.Lock()
         self._started = 0
 
     def submit(self, function: Callable[[Any], Any], arguments: Sequence[Any]) -> Calls:
@@ -114,14 +117,14 @@ class WorkerThreads:
         a few milliseconds when other processes kept both CPUs busy.
         """
         calls = Calls(self, function, arguments)
-        with self._guard:
+        with self._idle_lock:
             jobs = self._idle.pop() if self._idle else self._start()
         calls._jobs = jobs
         jobs.put(calls)
         return calls
 
     def call(self, function: Callable[[Any], Any], argument: Any, timeout: float) -> tuple[bool, Any]:
-        """Run ``function(argument)`` in a worker thread; return ``(True, result)``, or ``(False, None)`` on timeout.
+        """Run ``function(argument)`` in a worker thread and return ``(True, result)``, or ``(False, None)`` on timeout.
 
         Whatever ``function`` raises within ``timeout`` seconds is raised here.
         After a timeout the call runs on in its thread and its outcome is dropped.
@@ -141,7 +144,7 @@ class WorkerThreads:
         return jobs
 
     def _release(self, jobs: queue.SimpleQueue[Calls | None]) -> None:
-        with self._guard:
+        with self._idle_lock:
             self._idle.append(jobs)
 
 
@@ -150,7 +153,7 @@ class sql_deadline:  # lower case like contextlib.closing, because it is used li
 
     An interrupted statement raises ``sqlite3.OperationalError("interrupted")``.
     After an interrupted write SQLite rolls back the whole open transaction by
-    itself (SQLite 3.40; see ``sqlite3_interrupt``). A statement shorter than
+    itself (SQLite 3.40, see ``sqlite3_interrupt``). A statement shorter than
     :data:`PROGRESS_STEPS` instructions is never checked, so it still runs after the deadline.
     It is a class because ``@contextmanager`` cost 0.57 µs more per block (0.84
     against 0.27 µs, ``timeit``), and a consumer enters one block per event.

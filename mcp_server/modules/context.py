@@ -47,7 +47,7 @@ class ContextCache:
     version = 3
     subscriptions = ("file.saved", "code.modified", "code.deleted", "touchpoint.updated")
     depends_on = ("touchpoints",)
-    prepare_inline = True  # prepare does no I/O; see mcp_server.consumers.Projection
+    prepare_inline = True  # prepare does no I/O (see mcp_server.consumers.Projection)
     emits = ("context.invalidated",)
 
     def create(self, connection: sqlite3.Connection) -> None:

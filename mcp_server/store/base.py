@@ -124,8 +124,8 @@ class EventFilter:
     def validate_request(self) -> None:
         """Check the conditions a caller wrote by hand, at the MCP tool and command-line boundary.
 
-        The log accepts these filters (text without words matches every event, and an empty
-        source or a reversed range matches none), but from a person or an agent they are
+        The log accepts these filters: text without words matches every event, and an empty
+        source or a reversed range matches none. From a person or an agent they are
         mistakes, so the tools reject them with the fix.
 
         Raises:
@@ -221,7 +221,7 @@ def text_terms(text: str) -> list[tuple[tuple[str, ...], bool]]:
 
     Every term must match. A term of several tokens is a phrase, whose tokens
     must follow one another. A term ending in ``*`` accepts any token that
-    starts with its last token; the others accept whole tokens only. Words
+    starts with its last token, and the others accept whole tokens only. Words
     without letters or digits are dropped, and a filter without terms matches every event.
     """
     terms = []

@@ -100,13 +100,13 @@ def _spans_containing(
     """
     found: list[tuple[int, int, int, int]] = []
     last = -1
-    at = text.find(needle)
-    while at >= 0:
-        index = bisect.bisect_right(spans, at, key=_span_start) - 1
-        if index > last and at + len(needle) <= spans[index][1]:
+    occurrence = text.find(needle)
+    while occurrence >= 0:
+        index = bisect.bisect_right(spans, occurrence, key=_span_start) - 1
+        if index > last and occurrence + len(needle) <= spans[index][1]:
             found.append(spans[index])
             last = index
-        at = text.find(needle, at + 1)
+        occurrence = text.find(needle, occurrence + 1)
     return found
 
 
@@ -474,7 +474,7 @@ class _Scanner:
                 return start + 1
             match = fallback
         if rule.kind == _LINE and pending is None:
-            # The same steps as _line_comment, inlined: line comments are the most frequent
+            # The same steps as _line_comment, inlined. Line comments are the most frequent
             # token in most files, and the two calls took 15 % of the scan of a Python file
             # with a comment on every line.
             body = match.end()
@@ -895,13 +895,13 @@ def _resume_index(previous: CommentScan, prefix: int, language: str) -> int:
 _checkpoint_offset = operator.itemgetter(0)
 _checkpoint_reach = operator.itemgetter(3)
 _CHECKPOINT_SPACING = 512
-"""Characters of text between two checkpoints; a rescan redoes about this much on each side of an edit."""
+"""Characters of text between two checkpoints. A rescan redoes about this much on each side of an edit."""
 _LOOKAHEAD = 64
 _EMBEDDED_LOOKAHEAD = 4096 + _LOOKAHEAD
 
 
 class _Convergence:
-    """Decides where a rescan may stop and the previous scan's spans be reused, shifted by ``shift``."""
+    """Check of where a rescan may stop and reuse the previous scan's spans, shifted by ``shift``."""
 
     __slots__ = ("index", "previous", "shift", "start")
 

@@ -140,11 +140,14 @@ _Resolver = Callable[[int, int], "Symbol | None"]
 
 
 class _PythonSource:
-    """The parses one call needs of one version of a Python file, each made at most once.
+    """The parses one call needs of one version of a Python file.
 
+    Each region's resolver, or its failure, is kept for the call, so no region is
+    parsed twice. A call redone after :class:`_StaleCacheError` starts over.
     Without a cache, the whole file and each region are parsed with ``ast.parse``.
     With one, both are read from the cache's :class:`_Block` of pieces, which parses
-    lines only where it has no piece yet: usually the lines that changed since the
+    lines where it has no piece yet, together with a neighbouring piece when a gap
+    does not parse alone. Those are usually the lines that changed since the
     previous call.
     """
 
@@ -194,15 +197,15 @@ def _shifted(symbol: Symbol | None, lines: int) -> Symbol | None:
 
 
 class _StaleCacheError(Exception):
-    """Raised when text kept in a :class:`SymbolCache` no longer parses as it did; the call is redone without it."""
+    """Raised when text kept in a :class:`SymbolCache` no longer parses as it did, so the call is redone without it."""
 
 
 # -- Python: pieces that parse on their own ----------------------------------------------
 #
 # Lines cut at statement starts into pieces that each parse on their own parse as a
 # whole, and their module body is the pieces' bodies in order. Each piece is tokenized
-# from a clean state: its predecessor parsed, so it left no string, bracket or
-# backslash continuation open, and it starts at the block's indentation, so its first
+# from a clean state. Its predecessor parsed, so it left no string, bracket or
+# backslash continuation open. It starts at the block's indentation, so its first
 # statement is in the same block. A region or the whole file is therefore resolved
 # from the pieces that cover it, parsing only the lines no piece covers yet.
 #
@@ -219,7 +222,7 @@ class _StaleCacheError(Exception):
 # parses the whole function again.
 
 _MIN_SPLIT_CLASS_LINES = 100
-"""Minimum length in lines of a top-level class whose body is cut into parts; a shorter one is parsed whole."""
+"""Minimum length in lines of a top-level class whose body is cut into parts. A shorter one is parsed whole."""
 
 _WRAPPER = "if 1:\n"
 
@@ -341,7 +344,7 @@ class _ClassPiece:
 
     @property
     def last_end(self) -> tuple[int, int]:
-        """Where the class ends, from ``start``: where its last statement ends."""
+        """End of the class, in lines from ``start``: the end of its last statement."""
         last = next(part for part in reversed(self.block.entries) if part.last_end is not None)
         return (last.last_end[0] + last.start - self.start, last.last_end[1])
 
@@ -436,7 +439,7 @@ class _Block:
         return functools.partial(_resolve_in_pieces, pieces, starts, lines)
 
     def ensure(self, start: int, end: int, lines: list[str]) -> bool:
-        """Parse what is needed so that pieces cover exactly lines ``start`` to ``end``; False if they cannot."""
+        """Parse what is needed so that pieces cover exactly lines ``start`` to ``end``, or return False."""
         if not (self._split(start) and self._split(end)):
             return False
         index = self._index(start)
@@ -480,7 +483,7 @@ class _Block:
         return bisect.bisect_left(self.entries, line, key=_entry_start)
 
     def _split(self, line: int) -> bool:
-        """Make ``line`` the start of an entry, splitting a gap; False if it falls inside a parsed piece."""
+        """Make ``line`` the start of an entry by splitting a gap, or return False if it is inside a parsed piece."""
         entries = self.entries
         index = bisect.bisect_right(entries, line, key=_entry_start) - 1
         if index < 0 or index == len(entries) or entries[index].start == line or line >= entries[index].end:
@@ -518,7 +521,10 @@ class _Block:
 
 
 def _parse_part(lines: list[str], start: int, end: int, indent: str) -> list[ast.stmt] | None:
-    """Parse lines of a class body inside ``if 1:``; None unless they form one block whose first line keeps ``indent``."""
+    """Parse lines of a class body inside ``if 1:``.
+
+    Return None unless they form one block whose first line keeps ``indent``.
+    """
     module = _parse_text(_WRAPPER + "\n".join(lines[start:end]))
     if module is None or len(module.body) != 1:
         return None
@@ -554,8 +560,8 @@ def _cut(
     """Split parsed lines ``start`` to ``end`` into pieces at the statements of ``body`` that start a line.
 
     A cut needs the statement to start at the block's indentation, ``indent``,
-    the previous statement to end on an earlier line, and no line between them
-    to end with a backslash, which would continue it onto the next. With an empty
+    and the previous statement to end on an earlier line. No line between them
+    may end with a backslash, which would continue it onto the next. With an empty
     ``indent`` the lines are top-level code and a long class becomes a
     :class:`_ClassPiece`.
     """
@@ -805,7 +811,7 @@ def _parse_incrementally(parser: Any, data: bytes, cache: SymbolCache) -> Any:
     differs, so tree-sitter re-reads only the nodes around it. Error recovery
     can build a different tree when parsing incrementally than from scratch
     (tree-sitter 0.26, TSX grammar), so a tree with errors is neither reused nor
-    kept: such text is parsed from scratch.
+    kept. Such text is parsed from scratch.
     """
     old_tree, old = cache.tree, cache.data
     cache.tree = cache.data = None
@@ -865,7 +871,7 @@ def _hoisted(comment: Any) -> Any:
     """Return the node the comment follows once comments on lines after a node's last token count as after it.
 
     tree-sitter may attach a comment on the lines after a node's last token, such
-    as a function's closing brace, to that node or to its parent: parsing the same
+    as a function's closing brace, to that node or to its parent. Parsing the same
     text incrementally and from scratch can differ there (tree-sitter 0.26, TSX).
     Read this way, both trees give the same symbol. A comment on the same line as
     the last token stays where the parser put it. Returns ``comment`` itself when

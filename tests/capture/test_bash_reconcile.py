@@ -338,7 +338,7 @@ def test_file_name_not_utf8_skipped(shop: Project, caplog: pytest.LogCaptureFixt
     session.start()
 
     # File times come from the kernel's coarse clock, so a file written within one clock tick
-    # after a hook can look older than it; catching up between commands, as the server's
+    # after a hook can look older than it. Catching up between commands, as the server's
     # tailer does, keeps each change with its own command.
     with caplog.at_level("WARNING"):
         session.bash("sed -i 's/old-name/new-name/' src/util.py")

@@ -160,7 +160,7 @@ def test_entity_attribute_out_of_range(project: Project) -> None:
 def test_reads_while_write_lock_held(project: Project) -> None:
     _capture(project, "src/a.py", "# @touchpoint alpha The first one\ndef a():\n    pass\n", "toolu_1")
     assert _cli(project, "touchpoints").returncode == 0  # ingests and indexes a.py
-    holder = subprocess.Popen(
+    lock_holder = subprocess.Popen(
         [sys.executable, "-c", "import sqlite3, sys\n"
          "connection = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
          "connection.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\nsys.stdin.readline()\n",
@@ -168,7 +168,7 @@ def test_reads_while_write_lock_held(project: Project) -> None:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        assert lock_holder.stdout is not None and lock_holder.stdout.readline() == "locked\n"
         _capture(project, "src/b.py", "# @touchpoint beta\n", "toolu_2")  # stays in the inbox
         results = {
             "events": _cli(project, "events", "--json"),
@@ -178,7 +178,7 @@ def test_reads_while_write_lock_held(project: Project) -> None:
             "context": _cli(project, "context", "alpha", "--json"),
         }
     finally:
-        holder.communicate("\n", timeout=30)
+        lock_holder.communicate("\n", timeout=30)
 
     for name, result in results.items():
         assert result.returncode == 0, (name, result.stderr)

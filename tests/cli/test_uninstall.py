@@ -159,7 +159,7 @@ def test_cli_reports_removals(tmp_path: Path) -> None:
     assert lines[0] == f"removed {len(HOOK_EVENTS)} eventsync hook handlers from {settings_path}"
     assert lines[1] == f"removed the MCP server 'eventsync' from {tmp_path.resolve() / '.mcp.json'}"
     assert lines[2] == f"deleted {tmp_path.resolve() / '.mcp.json'}, which held only eventsync's entries"
-    assert len(lines) == 3  # no event log was ever written, so none is said to be kept
+    assert len(lines) == 3  # no event log was ever written, so no kept log is reported
 
 
 def test_cli_reports_kept_log(tmp_path: Path) -> None:

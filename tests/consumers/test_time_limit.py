@@ -17,7 +17,7 @@ from mcp_server.store.base import EventFilter, StoredEvent
 from mcp_server.store.sqlite import SQLiteEventLog
 
 LIMIT = 0.3
-"""Seconds per attempt in these tests; every slow handler here overruns it by construction, not by timing."""
+"""Seconds per attempt in these tests. Every slow handler here overruns it by construction, not by timing."""
 
 # Counts far enough that only an interrupt stops it within a test run (10**8 rows took about 20 s here).
 ENDLESS_COUNT = (
@@ -31,7 +31,7 @@ ENDLESS_INSERT = (
 
 
 class SlowProjection:
-    """Records each event in ``applied``; events whose payload has ``slow`` overrun in the named way."""
+    """Projection that records each event in ``applied``. Events whose payload has ``slow`` overrun in the named way."""
 
     name = "slow"
     version = 1
@@ -76,7 +76,7 @@ def log(tmp_path: Path) -> Iterator[SQLiteEventLog]:
 
 @pytest.fixture
 def release() -> Iterator[threading.Event]:
-    """Lets a blocked ``prepare`` return at the end of the test, so its abandoned thread exits."""
+    """Event that lets a blocked ``prepare`` return at the end of the test, so its abandoned thread exits."""
     event = threading.Event()
     yield event
     event.set()
@@ -119,7 +119,7 @@ def test_long_sql_interrupted_and_parked(log: SQLiteEventLog, release: threading
     assert _applied(log) == [2]
     assert log.query(EventFilter(types=("work.done",))).total == 1
     assert log.checkpoint("slow") == last.position
-    # The runner used this thread's connection; a deadline left on it would interrupt this count.
+    # The runner used this thread's connection, and a deadline left on it would interrupt this count.
     assert log.connection.execute(ENDLESS_COUNT.replace("100000000", "200000")).fetchone()[0] == 200000
 
 

@@ -27,12 +27,12 @@ def test_calls_return_in_order() -> None:
 def test_error_stops_the_calls() -> None:
     workers = WorkerThreads("test-error")
 
-    def check(n: int) -> int:
+    def raise_on_two(n: int) -> int:
         if n == 2:
             raise ValueError(f"bad value {n}")
         return n
 
-    calls = workers.submit(check, [1, 2, 3])
+    calls = workers.submit(raise_on_two, [1, 2, 3])
 
     assert calls.wait(30) is True
     assert [value for value, _ in calls.results] == [1]

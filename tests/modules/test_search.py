@@ -60,7 +60,7 @@ def test_small_queries_keep_full_ranking(project: Project, runtime: Runtime, tex
 
 
 @pytest.mark.parametrize("text", QUERIES)
-def test_bounded_ranking_of_all_hits_is_exact(project: Project, runtime: Runtime, text: str) -> None:
+def test_bounded_ranking_all_hits_exact(project: Project, runtime: Runtime, text: str) -> None:
     _write_modules(project, files=12, per_file=8)
     runtime.index_project()
     connection = runtime.log.connection

@@ -38,7 +38,7 @@ def log(tmp_path: Path) -> Iterator[SQLiteEventLog]:
         (STORED, STORED),
     ],
 )
-def test_bounds_normalised(given: str, expected: str) -> None:
+def test_time_bounds_normalised(given: str, expected: str) -> None:
     query = EventFilter(since=given, until=given)
 
     assert query.since == expected
